@@ -1,0 +1,23 @@
+"""``l059-omop init-db``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from l059_omop.cli import Settings, pass_settings
+from l059_omop.db.api import init_db
+
+
+@click.command("init-db")
+@click.option("--vocab", "vocab_dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="Load an Athena vocabulary download from DIR instead of the bundled subset.")
+@click.option("--etl-schema", default="etl", show_default=True, help="Schema of the ETL bookkeeping tables.")
+@pass_settings
+def command(settings: Settings, vocab_dir: Path | None, etl_schema: str) -> None:
+    """Create all OMOP CDM v5.4 tables, the results and etl tables, and load the vocabulary. Idempotent."""
+    result = init_db(settings.engine(), settings.cdm_schema, settings.results_schema, etl_schema,
+                     vocab_dir=vocab_dir, progress=not settings.quiet)
+    for line in result.summary_lines():
+        settings.echo(line)

@@ -1,0 +1,96 @@
+"""Bulk writes through each database's fast path: DuckDB's vectorised insert from Arrow/pandas and
+read_csv, PostgreSQL's COPY. Table and schema names come from the CDM specification or are validated."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+import pandas as pd
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from l059_omop.db.engine import dialect_of, validate_identifier
+
+
+def _qualified(schema: str, table: str) -> str:
+    return f"{validate_identifier(schema)}.{validate_identifier(table, 'table name')}"
+
+
+def _driver(con: Connection):
+    return con.connection.driver_connection
+
+
+def insert_frame(con: Connection, schema: str, table: str, df: pd.DataFrame) -> int:
+    """Append a DataFrame (columns named as the table's) inside the caller's transaction."""
+    if df.empty:
+        return 0
+    cols = [validate_identifier(c, "column name") for c in df.columns]
+    target = _qualified(schema, table)
+    if con.dialect.name == "duckdb":
+        raw = _driver(con)
+        view = "_l059_bulk_frame"
+        raw.register(view, df)
+        try:
+            raw.execute(f"insert into {target} ({', '.join(cols)}) select {', '.join(cols)} from {view}")
+        finally:
+            raw.unregister(view)
+    else:
+        raw = _driver(con)
+        buf = io.StringIO()
+        df.to_csv(buf, index=False, header=False, na_rep="\\N", quoting=csv.QUOTE_MINIMAL,
+                  date_format="%Y-%m-%d %H:%M:%S")
+        buf.seek(0)
+        with raw.cursor() as cur:
+            with cur.copy(f"copy {target} ({', '.join(cols)}) from stdin with (format csv, null '\\N')") as cp:
+                while chunk := buf.read(1 << 20):
+                    cp.write(chunk)
+    return len(df)
+
+
+def copy_athena_file(engine: Engine, schema: str, table: str, path: Path, columns: list[str],
+                     types: dict[str, str], progress: Callable[[int], None] | None = None) -> int:
+    """Load one Athena TSV (header, no quoting, dates YYYYMMDD) into ``schema.table`` by the bulk path."""
+    target = _qualified(schema, table)
+    if dialect_of(engine) == "duckdb":
+        spec = "{" + ", ".join(f"'{c}': '{types[c]}'" for c in columns) + "}"
+        with engine.begin() as con:
+            raw = _driver(con)
+            before = raw.execute(f"select count(*) from {target}").fetchone()[0]
+            raw.execute(
+                f"insert into {target} ({', '.join(columns)}) select {', '.join(columns)} from read_csv(?, "
+                f"delim='\t', header=true, quote='', escape='', dateformat='%Y%m%d', columns={spec}, "
+                "auto_detect=false, strict_mode=false)", [str(path)])
+            after = raw.execute(f"select count(*) from {target}").fetchone()[0]
+        if progress:
+            progress(path.stat().st_size)
+        return after - before
+    n = 0
+    with engine.begin() as con:
+        raw = _driver(con)
+        with raw.cursor() as cur, path.open("rb") as fh:
+            fh.readline()  # header
+            sql = (f"copy {target} ({', '.join(columns)}) from stdin with "
+                   "(format csv, delimiter E'\\t', quote E'\\b', null '')")
+            with cur.copy(sql) as cp:
+                while block := fh.read(1 << 22):
+                    cp.write(block)
+                    if progress:
+                        progress(len(block))
+            n = cur.rowcount
+    return n
+
+
+def count_rows(con: Connection, schema: str, table: str) -> int:
+    return con.execute(sa.text(f"select count(*) from {_qualified(schema, table)}")).scalar_one()
+
+
+def insert_frames(engine: Engine, schema: str, frames: Iterable[tuple[str, pd.DataFrame]]) -> dict[str, int]:
+    """Insert several tables' frames in one transaction."""
+    out: dict[str, int] = {}
+    with engine.begin() as con:
+        for table, df in frames:
+            out[table] = out.get(table, 0) + insert_frame(con, schema, table, df)
+    return out
