@@ -1,0 +1,5 @@
+-- standardConceptRecordCompleteness / sourceConceptRecordCompleteness: rows whose concept id is 0
+-- (unmapped; denominator: all rows).
+SELECT @check_index AS check_index,
+  (SELECT COUNT_BIG(*) FROM @cdm_schema.@cdm_table t WHERE t.@cdm_field = 0) AS num_violated_rows,
+  (SELECT COUNT_BIG(*) FROM @cdm_schema.@cdm_table t) AS num_denominator_rows

@@ -1,0 +1,6 @@
+-- fkClass: rows whose concept (other than 0) is not of the expected concept class (denominator: all rows).
+SELECT @check_index AS check_index,
+  (SELECT COUNT_BIG(*) FROM @cdm_schema.@cdm_table t
+     JOIN @cdm_schema.concept c ON c.concept_id = t.@cdm_field
+    WHERE c.concept_id <> 0 AND c.concept_class_id <> :fk_class) AS num_violated_rows,
+  (SELECT COUNT_BIG(*) FROM @cdm_schema.@cdm_table t) AS num_denominator_rows
