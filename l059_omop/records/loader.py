@@ -1,0 +1,255 @@
+"""``load_records``: hospital extracts -> OMOP through a mapping spec, written through the loaders' sink.
+
+Order of work: the spec is validated, every input file is matched to a source and its header checked
+against the columns the spec reads, the code tables' concepts are checked against the vocabulary — all
+before a row is written. Then each file streams in chunks: the pure mapper turns a chunk into rows and
+quarantine records, and the sink (``l059_omop.etl.sink``, shared with the FHIR loader) assigns
+deterministic ids, writes one transaction per chunk, skips unchanged rows on a reload and keeps the run
+report (read = mapped + quarantined + skipped).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from l059_omop.db.engine import validate_identifier
+from l059_omop.errors import BadInput
+from l059_omop.etl.model import Quarantined, Ref, SourceUnit
+from l059_omop.etl.report import RunReport
+from l059_omop.etl.sink import Sink
+from l059_omop.records import reader
+from l059_omop.records.mapper import PATIENT, Resolved, TableRows, codes_needed, map_chunk
+from l059_omop.records.spec import MappingSpec, SourceSpec, check_header, load_spec
+from l059_omop.vocab import Vocabulary
+
+log = logging.getLogger(__name__)
+
+PSEUDONYM_ENV = "L059_PSEUDONYM_KEY"
+
+
+@dataclass
+class RecordsResult:
+    """What a load did: the sink's run report plus the files read and the folder files ignored."""
+
+    report: RunReport
+    inputs: list[str]
+    ignored: list[str]
+
+    def lines(self) -> list[str]:
+        out = [f"mapping: {len(self.inputs)} input(s): " + ", ".join(self.inputs)]
+        if self.ignored:
+            out.append(f"ignored (no source in the spec): {', '.join(self.ignored)}")
+        return out + self.report.lines()
+
+
+def record_type(source: SourceSpec) -> str:
+    """The run report's record type of a source: 'Patient' for a patients file (its rows key the person)."""
+    return PATIENT if any(o.table == "person" for o in source.outputs.values()) else source.name
+
+
+def _check_concepts(engine: Engine, cdm: str, spec: MappingSpec) -> None:
+    """Every concept a code table or a constant names must exist (PostgreSQL enforces it by foreign key)."""
+    wanted: dict[int, str] = {}
+    for ct in spec.code_tables.values():
+        for e in ct.entries.values():
+            for cid in (e.target_concept_id, e.source_concept_id):
+                if cid:
+                    wanted.setdefault(cid, f"{ct.path}:{e.line}")
+    for s in spec.sources.values():
+        for o in s.outputs.values():
+            for f in o.fields.values():
+                if f.value is not None and f.name.endswith("concept_id") and isinstance(f.value, int) and f.value:
+                    wanted.setdefault(f.value, spec.where(f.line))
+    if spec.type_concept_id:
+        wanted.setdefault(spec.type_concept_id, f"{spec.path}: defaults.type_concept_id")
+    if not wanted:
+        return
+    ids = sorted(wanted)
+    found: set[int] = set()
+    with engine.connect() as con:
+        for i in range(0, len(ids), 1000):
+            q = sa.text(f"select concept_id from {cdm}.concept where concept_id in :ids").bindparams(
+                sa.bindparam("ids", expanding=True))
+            found |= {int(r[0]) for r in con.execute(q, {"ids": ids[i:i + 1000]})}
+    missing = [c for c in ids if c not in found]
+    if missing:
+        c = missing[0]
+        more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
+        raise BadInput(f"{wanted[c]}: concept {c} is not in {cdm}.concept{more}; load a vocabulary that has it "
+                       "or fix the mapping")
+
+
+def _resolved_static(engine: Engine, cdm: str, spec: MappingSpec, vocab: Vocabulary) -> Resolved:
+    """Unit concepts of the unit table and single-ingredient drug strengths (for 'strength_from')."""
+    res = Resolved()
+    if spec.units:
+        codes = {e.ucum_code for e in spec.units.entries.values()}
+        for (_v, c), m in vocab.resolve_many([("UCUM", c) for c in codes]).items():
+            res.unit_concepts[c] = m.standard_concept_id or m.source_concept_id
+    key = os.environ.get(PSEUDONYM_ENV, "")
+    res.pseudonym_key = (key or f"l059-omop:{spec.site}").encode("utf-8")
+    if any(f.strength_from for s in spec.sources.values() for o in s.outputs.values() for f in o.fields.values()):
+        mg = vocab.resolve_many([("UCUM", "mg")])[("UCUM", "mg")].standard_concept_id
+        ingredients = sorted({e.target_concept_id for ct in spec.code_tables.values() for e in ct.entries.values()})
+        if mg and ingredients:
+            q = sa.text(f"select drug_concept_id, ingredient_concept_id, amount_value from {cdm}.drug_strength "
+                        "where ingredient_concept_id in :ids and amount_unit_concept_id = :mg and invalid_reason is null"
+                        ).bindparams(sa.bindparam("ids", expanding=True))
+            n_ingr = sa.text(f"select drug_concept_id, count(*) from {cdm}.drug_strength where drug_concept_id in :ids "
+                             "group by drug_concept_id").bindparams(sa.bindparam("ids", expanding=True))
+            with engine.connect() as con:
+                rows = con.execute(q, {"ids": ingredients, "mg": mg}).fetchall()
+                drugs = sorted({int(r[0]) for r in rows})
+                single = {int(d) for d, n in con.execute(n_ingr, {"ids": drugs}).fetchall() if n == 1} if drugs else set()
+            for drug, ingr, amount in rows:
+                if int(drug) in single and amount is not None:
+                    res.strengths[(int(ingr), float(amount))] = int(drug)
+    return res
+
+
+def _clean(v):
+    if v is None:
+        return None
+    if isinstance(v, float) and np.isnan(v):
+        return None
+    if v is pd.NaT or (isinstance(v, pd.Timestamp) and pd.isna(v)):
+        return None
+    if isinstance(v, np.generic):
+        return v.item()
+    return v
+
+
+def _to_units(spec: MappingSpec, source: SourceSpec, rtype: str, outputs: list[TableRows], label: str,
+              content: dict[int, str], row_keys: dict[int, str]) -> list[SourceUnit]:
+    """Group the chunk's rows by source row into the sink's units; ids become Refs the sink resolves."""
+    units: dict[int, SourceUnit] = {}
+    for tr in outputs:
+        records = tr.frame.to_dict("records")
+        rown = tr.rownums.tolist()
+        persons = tr.person_keys.tolist() if tr.person_keys is not None else [None] * len(records)
+        tr.keys.tolist() if tr.keys is not None else [None] * len(records)
+        refs = {f: (t, rt, s.tolist()) for f, (t, rt, s) in tr.refs.items()}
+        pk = tr.frame.columns  # noqa: F841 - documented below
+        for i, rec in enumerate(records):
+            r = rown[i]
+            unit = units.get(r)
+            if unit is None:
+                sid = persons[i] if rtype == PATIENT else row_keys[r]
+                unit = SourceUnit(rtype, sid, f"{label}:row {r}", content[r])
+                units[r] = unit
+            row = {k: _clean(v) for k, v in rec.items()}
+            if persons[i] is not None:
+                row["person_id"] = Ref("person", PATIENT, persons[i])
+            if tr.table == "person":
+                pass  # person_id above is the row's own id
+            elif tr.table != "death":
+                id_field = next(iter(_pk(tr.table)), None)
+                if id_field:
+                    row[id_field] = Ref(tr.table, unit.resource_type, unit.source_id, tr.output)
+            for f, (t, rt, keys) in refs.items():
+                row[f] = Ref(t, unit.resource_type, unit.source_id, _output_of(source, rt)) if keys[i] else None
+            unit.rows.append((tr.table, row))
+    return list(units.values())
+
+
+def _output_of(source: SourceSpec, resource_type: str) -> str:
+    return resource_type.split(".", 1)[1] if resource_type.startswith(f"{source.name}.") else resource_type
+
+
+def _pk(table: str) -> list[str]:
+    from l059_omop.db import cdm_spec
+
+    return [f.name for f in cdm_spec.tables()[table] if f.primary_key]
+
+
+def _row_text(chunk: pd.DataFrame) -> list[str]:
+    return ["\x1f".join(t) for t in zip(*[chunk[c] for c in chunk.columns], strict=False)]
+
+
+def load_records(engine: Engine, mapping: str | Path, paths: list[str | Path], *, cdm_schema: str = "cdm",
+                 etl_schema: str = "etl", chunk_rows: int | None = None, strict: bool = False,
+                 progress: Callable[[str, int], None] | None = None) -> RecordsResult:
+    """Load hospital extracts (CSV in the spec's encoding, .xlsx) into the CDM through ``mapping``.
+
+    Fails with :class:`~l059_omop.errors.BadInput` before writing anything when the spec, a file's columns
+    or a code table's concepts are wrong; bad rows are quarantined and the rest loads.
+    """
+    cdm = validate_identifier(cdm_schema)
+    validate_identifier(etl_schema)
+    spec = load_spec(mapping)
+    inputs, ignored = reader.plan(spec, [Path(p) for p in paths])
+    for inp in inputs:
+        check_header(spec, inp.source, reader.header(inp), inp.label)
+    _check_concepts(engine, cdm, spec)
+    vocab = Vocabulary(engine, cdm)
+    res = _resolved_static(engine, cdm, spec, vocab)
+    spec_digest = hashlib.sha256(Path(spec.path).read_bytes()
+                                 + b"".join(ct.path.read_bytes() for ct in spec.code_tables.values())
+                                 + (spec.units.path.read_bytes() if spec.units else b"")).hexdigest()
+    size = chunk_rows or spec.chunk_rows
+    sink = Sink(engine, source_system=f"records:{spec.site}", cdm_schema=cdm, etl_schema=etl_schema,
+                kind="records", source=f"{spec.path} " + " ".join(str(i.label) for i in inputs), strict=strict,
+                vocabulary=vocab)
+    with sink:
+        deferred: list[SourceUnit] = []
+        for inp in inputs:
+            rtype = record_type(inp.source)
+            done = 0
+            for chunk, rownums in reader.chunks(inp, size):
+                sink.count_read(rtype, len(chunk))
+                chunk = chunk.reset_index(drop=True)
+                rownums = rownums.reset_index(drop=True)
+                # undecodable bytes (U+FFFD) -> quarantined, not guessed
+                texts = _row_text(chunk)
+                badenc = np.fromiter((reader.BAD_BYTES in t for t in texts), dtype=bool, count=len(texts))
+                if badenc.any():
+                    for i in np.flatnonzero(badenc):
+                        sink.quarantine(Quarantined(rtype, None, f"{inp.label}:row {rownums.iat[i]}",
+                                                    f"bytes not valid in encoding {inp.source.encoding}: "
+                                                    "row not loaded", None))
+                    keep = ~badenc
+                    chunk = chunk[keep].reset_index(drop=True)
+                    rownums = rownums[keep].reset_index(drop=True)
+                    texts = [t for t, k in zip(texts, keep, strict=False) if k]
+                pairs, _units = codes_needed(inp.source, chunk)
+                if pairs:
+                    for key, m in vocab.resolve_many(pairs).items():
+                        res.concepts[key] = (m.source_concept_id, m.standard_concept_id)
+                result = map_chunk(spec, inp.source, chunk, rownums, inp.label, res)
+                for q in result.quarantine:
+                    sink.quarantine(Quarantined(rtype, None, q.locator, q.reason, q.payload))
+                for rule, n in result.skipped.items():
+                    sink.skip(rtype, rule, n)
+                for k, n in result.unmapped.items():
+                    sink.report.unmapped[k] += n
+                rn = rownums.tolist()
+                content = {r: hashlib.sha256(f"{spec_digest}\x1e{t}".encode()).hexdigest() for r, t in zip(rn, texts, strict=False)}
+                keys = _row_key_map(inp.source, chunk, rn, texts)
+                units = _to_units(spec, inp.source, rtype, result.outputs, inp.label, content, keys)
+                deferred += sink.write(units)
+                done += len(chunk)
+                if progress:
+                    progress(inp.label, done)
+        if deferred:
+            sink.write(deferred, final=True)
+    if len(res.concepts) > 200_000:
+        res.concepts.clear()
+    return RecordsResult(sink.report, [i.label for i in inputs], [str(p) for p in ignored])
+
+
+def _row_key_map(source: SourceSpec, chunk: pd.DataFrame, rn: list[int], texts: list[str]) -> dict[int, str]:
+    """Source id of each row: its key columns when the spec names them, else a hash of its content."""
+    if source.key:
+        cols = [chunk[c].str.strip().tolist() for c in source.key]
+        return {r: "|".join(vals) for r, *vals in zip(rn, *cols, strict=False)}
+    return {r: hashlib.blake2b(t.encode("utf-8"), digest_size=12).hexdigest() for r, t in zip(rn, texts, strict=False)}

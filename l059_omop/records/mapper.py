@@ -1,0 +1,362 @@
+"""Pure, vectorised mapping of a chunk of extract rows to OMOP rows (no connection, no I/O).
+
+The loader looks up, before calling :func:`map_chunk`, everything that needs the database (vocabulary
+concepts of the chunk's codes, unit concepts, drug strengths) and passes it in :class:`Resolved`; ids are
+left as source keys (text) for the sink to turn into deterministic integers. A source row that fails any
+field (unparseable date, unknown local code, text in a number column, missing required value) is
+quarantined whole, naming its file, row and column; its other outputs are not written either.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from collections import Counter
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from l059_omop.db import cdm_spec
+from l059_omop.records.codes import normalize
+from l059_omop.records.spec import FieldSpec, MappingSpec, OutputSpec, SourceSpec, auto_fields
+from l059_omop.records.transforms import parse_dates, parse_dose, parse_numbers, parse_range
+
+PATIENT = "Patient"
+
+
+@dataclass
+class Resolved:
+    """Database facts the pure mapper needs, looked up by the loader for the chunk's codes."""
+
+    concepts: dict[tuple[str, str], tuple[int, int]] = field(default_factory=dict)  # -> (source id, standard id)
+    unit_concepts: dict[str, int] = field(default_factory=dict)  # UCUM code -> unit concept id
+    strengths: dict[tuple[int, float], int] = field(default_factory=dict)  # (ingredient, mg) -> clinical drug
+    pseudonym_key: bytes = b""
+
+
+@dataclass
+class TableRows:
+    """Rows of one output for one chunk. Id fields hold source keys until the sink assigns integers."""
+
+    output: str
+    table: str
+    resource_type: str
+    frame: pd.DataFrame                # OMOP fields (no id fields)
+    keys: pd.Series | None             # the row's own source key (None: table without a primary key)
+    person_keys: pd.Series | None      # patient pseudonym of each row
+    refs: dict[str, tuple[str, str, pd.Series]] = field(default_factory=dict)  # field -> (table, type, keys)
+    rownums: pd.Series | None = None   # source row number of each row
+
+
+@dataclass
+class QuarantineRow:
+    file: str
+    row: int
+    column: str | None
+    reason: str
+    payload: str
+
+    @property
+    def locator(self) -> str:
+        return f"{self.file}:row {self.row}" + (f":column {self.column}" if self.column else "")
+
+
+@dataclass
+class ChunkResult:
+    read: int = 0
+    mapped: int = 0
+    skipped: Counter = field(default_factory=Counter)
+    quarantine: list[QuarantineRow] = field(default_factory=list)
+    outputs: list[TableRows] = field(default_factory=list)
+    unmapped: Counter = field(default_factory=Counter)  # "vocabulary|code" -> n
+
+
+def pseudonym(hospital_id: str, key: bytes) -> str:
+    """The patient's key in etl.source_id_map and person_source_value: a keyed hash, never the hospital id."""
+    return hmac.new(key, hospital_id.strip().encode("utf-8"), hashlib.sha256).hexdigest()[:24]
+
+
+def _companions(table: str, name: str) -> tuple[str | None, str | None]:
+    """(source_value field, source_concept_id field) that go with a *_concept_id field, when the table has them."""
+    prefix = name[: -len("_concept_id")]
+    if prefix.endswith("_as"):
+        prefix = prefix[:-3]
+    names = {f.name for f in cdm_spec.tables()[table]}
+    sv, sc = f"{prefix}_source_value", f"{prefix}_source_concept_id"
+    if name == "unit_concept_id":
+        sv, sc = "unit_source_value", "unit_source_concept_id"
+    return (sv if sv in names else None), (sc if sc in names and sc != name else None)
+
+
+def _field_meta(table: str) -> dict[str, cdm_spec.Field]:
+    return {f.name: f for f in cdm_spec.tables()[table]}
+
+
+def codes_needed(source: SourceSpec, chunk: pd.DataFrame) -> tuple[set[tuple[str, str]], set[str]]:
+    """(vocabulary_id, code) pairs and unit texts of a chunk, for the loader to resolve before mapping."""
+    pairs: set[tuple[str, str]] = set()
+    units: set[str] = set()
+    for out in source.outputs.values():
+        for f in out.fields.values():
+            if f.column and f.vocabulary:
+                pairs |= {(f.vocabulary, v.strip()) for v in chunk[f.column].unique() if v.strip()}
+            if f.units and f.column:
+                units |= {v for v in chunk[f.column].unique()}
+    return pairs, units
+
+
+class _Row:
+    """Per-chunk working state of one output: the first failure of each row (column, reason)."""
+
+    def __init__(self, n: int) -> None:
+        self.reason = np.full(n, None, dtype=object)
+        self.column = np.full(n, None, dtype=object)
+
+    def fail(self, mask: pd.Series | np.ndarray, column: str | None, reason: str | pd.Series) -> None:
+        m = np.asarray(mask, dtype=bool) & pd.isna(self.reason)
+        if not m.any():
+            return
+        self.reason[m] = np.asarray(reason, dtype=object)[m] if isinstance(reason, pd.Series) else reason
+        self.column[m] = column
+
+
+def _text(values: pd.Series, length: int | None) -> pd.Series:
+    out = values.where(values != "", None)
+    if length:
+        out = out.str.slice(0, length)
+    return out
+
+
+def _number(f: FieldSpec, values: pd.Series, kind: str, rows: _Row, col: str) -> pd.Series:
+    nums, bad = parse_numbers(values)
+    rows.fail(bad, col, "not a number: " + values.astype(str))
+    if kind == "int":
+        frac = nums.notna() & (nums != np.floor(nums.fillna(0)))
+        rows.fail(frac, col, "not a whole number: " + values.astype(str))
+    return nums
+
+
+def _date(f: FieldSpec, values: pd.Series, rows: _Row, col: str) -> pd.Series:
+    dates, bad = parse_dates(values, f.formats)
+    rows.fail(bad, col, "unparseable date: " + values.astype(str) + " (expected " + " or ".join(f.formats) + ")")
+    return dates
+
+
+def _unit_factor(spec: MappingSpec, unit_values: pd.Series) -> pd.Series:
+    if spec.units is None:
+        return pd.Series(1.0, index=unit_values.index)
+    uniq = {u: (spec.units.get(u).factor if u.strip() and spec.units.get(u) else 1.0) for u in unit_values.unique()}
+    return unit_values.map(uniq).astype("float64")
+
+
+def _column_field(spec: MappingSpec, out: OutputSpec, f: FieldSpec, chunk: pd.DataFrame, meta: cdm_spec.Field,
+                  res: Resolved, rows: _Row, result: ChunkResult, extra: dict[str, pd.Series]) -> pd.Series:
+    """The values of one column-fed field; fills companion source fields into ``extra``."""
+    col = f.column
+    raw = chunk[col]
+    if f.default is not None:
+        raw = raw.where(raw.str.strip() != "", str(f.default))
+    dt = meta.datatype
+    kind = "int" if dt == "integer" else "float" if dt == "float" else "date" if dt in ("date", "datetime") \
+        else "text"
+    table = out.table
+    if f.vocabulary:
+        codes = raw.str.strip()
+        pairs = {c: res.concepts.get((f.vocabulary, c), (0, 0)) for c in codes.unique() if c}
+        std = codes.map(lambda c: pairs[c][1] if c else np.nan)
+        src = codes.map(lambda c: pairs[c][0] if c else np.nan)
+        for c, (_, s) in pairs.items():
+            if s == 0:
+                result.unmapped[f"{f.vocabulary}|{c}"] += int((codes == c).sum())
+        sv, sc = _companions(table, f.name)
+        if sv and sv not in out.fields:
+            extra[sv] = _text(raw.str.strip(), _field_meta(table)[sv].varchar_length)
+        if sc and sc not in out.fields:
+            extra[sc] = src
+        return std
+    if f.code_table:
+        ct = spec.code_tables[f.code_table]
+        uniq = {v: ct.get(v) for v in raw.unique() if v.strip()}
+        target = raw.map(lambda v: uniq[v].target_concept_id if uniq.get(v) else np.nan)
+        src = raw.map(lambda v: uniq[v].source_concept_id if uniq.get(v) else np.nan)
+        miss = raw.map(lambda v: v in uniq and uniq[v] is None).astype(bool)
+        if miss.any():
+            if f.unmapped == "zero":
+                target = target.where(~miss, 0)
+                for v in raw[miss].unique():
+                    result.unmapped[f"{f.code_table}|{v.strip()}"] += int((raw == v).sum())
+            else:
+                rows.fail(miss, col, "unknown local code: " + raw + f" (not in code table {f.code_table})")
+        if f.strength_from and res.strengths:
+            mg, _ = parse_dose(chunk[f.strength_from], "strength_mg")
+            refined = [res.strengths.get((int(t), float(m))) if not (pd.isna(t) or pd.isna(m)) else None
+                       for t, m in zip(target, mg, strict=False)]
+            ref = pd.Series(refined, index=raw.index, dtype="object")
+            target = ref.where(ref.notna(), target)
+        sv, sc = _companions(table, f.name)
+        if sv and sv not in out.fields:
+            extra[sv] = _text(raw.str.strip(), _field_meta(table)[sv].varchar_length)
+        if sc and sc not in out.fields:
+            extra[sc] = src.fillna(0)
+        return target
+    if f.units:
+        uniq = {}
+        for u in raw.unique():
+            entry = spec.units.get(u) if (spec.units and u.strip()) else None
+            uniq[u] = res.unit_concepts.get(entry.ucum_code, 0) if entry else (0 if u.strip() else np.nan)
+            if u.strip() and not uniq[u]:
+                result.unmapped[f"unit|{u.strip()}"] += int((raw == u).sum())
+        sv, _ = _companions(table, f.name)
+        if sv and sv not in out.fields:
+            extra[sv] = _text(raw.str.strip(), _field_meta(table)[sv].varchar_length)
+        return raw.map(uniq)
+    if f.range:
+        low, high, bad = parse_range(raw)
+        rows.fail(bad, col, "unparseable reference range: " + raw)
+        vals = low if f.range == "low" else high
+        if f.unit_column:
+            vals = vals * _unit_factor(spec, chunk[f.unit_column])
+        return vals
+    if f.dose:
+        vals, _ = parse_dose(raw, f.dose)  # a text without a schedule (an infusion's 'AUC 5 d1') gives none
+        return vals
+    if f.part:
+        dates = _date(f, raw, rows, col)
+        return getattr(dates.dt, f.part).astype("float64")
+    if kind == "date":
+        return _date(f, raw, rows, col)
+    if kind in ("int", "float"):
+        nums = _number(f, raw, kind, rows, col)
+        if f.unit_column:
+            nums = nums * _unit_factor(spec, chunk[f.unit_column])
+        return nums
+    return _text(raw, meta.varchar_length)
+
+
+def _when_mask(out: OutputSpec, chunk: pd.DataFrame) -> pd.Series:
+    if out.when is None:
+        return pd.Series(True, index=chunk.index)
+    vals = chunk[out.when.column].str.strip()
+    mask = pd.Series(True, index=chunk.index)
+    if out.when.present is not None:
+        mask &= (vals != "") if out.when.present else (vals == "")
+    if out.when.values_in is not None:
+        allowed = {normalize(v) for v in out.when.values_in}
+        mask &= vals.map(lambda v: normalize(v) in allowed)
+    if out.when.values_not_in is not None:
+        banned = {normalize(v) for v in out.when.values_not_in}
+        mask &= ~vals.map(lambda v: normalize(v) in banned)
+    return mask
+
+
+def _row_keys(source: SourceSpec, chunk: pd.DataFrame) -> pd.Series:
+    """The source key of each row: the spec's key columns, else a hash of the whole row's content."""
+    if source.key:
+        cols = [chunk[c].str.strip() for c in source.key]
+        return pd.Series(["\x1f".join(t) for t in zip(*cols, strict=False)] if len(cols) > 1 else cols[0].tolist(),
+                         index=chunk.index, dtype=object)
+    cols = [chunk[c] for c in chunk.columns]
+    return pd.Series([hashlib.blake2b("\x1f".join(t).encode("utf-8"), digest_size=12).hexdigest()
+                      for t in zip(*cols, strict=False)], index=chunk.index, dtype=object)
+
+
+def map_chunk(spec: MappingSpec, source: SourceSpec, chunk: pd.DataFrame, rownums: pd.Series, file: str,
+              res: Resolved) -> ChunkResult:
+    """Map one chunk of a source (all cells text, '' empty) to OMOP rows, quarantine and skip counts."""
+    n = len(chunk)
+    result = ChunkResult(read=n)
+    if n == 0:
+        return result
+    chunk = chunk.reset_index(drop=True)
+    rownums = pd.Series(np.asarray(rownums), index=chunk.index)
+    failed = _Row(n)
+    keys = _row_keys(source, chunk)
+    person = None
+    if source.patient_id:
+        ids = chunk[source.patient_id].str.strip()
+        failed.fail(ids == "", source.patient_id, "missing value: no patient id")
+        person = ids.map(lambda v: pseudonym(v, res.pseudonym_key) if v else None)
+    # rows with the same key as an earlier row of the chunk are duplicates: skipped, not loaded twice
+    dup = keys.duplicated(keep="first").to_numpy()
+    built: list[tuple[OutputSpec, pd.Series, dict[str, pd.Series], dict[str, tuple[str, str, pd.Series]]]] = []
+    any_output = np.zeros(n, dtype=bool)
+    for out in source.outputs.values():
+        mask = _when_mask(out, chunk).to_numpy()
+        any_output |= mask
+        meta = _field_meta(out.table)
+        out_rows = _Row(n)
+        cols: dict[str, pd.Series] = {}
+        extra: dict[str, pd.Series] = {}
+        refs: dict[str, tuple[str, str, pd.Series]] = {}
+        for fname, f in out.fields.items():
+            if f.ref is not None:
+                target = source.outputs[f.ref]
+                tmask = _when_mask(target, chunk)
+                refs[fname] = (target.table, f"{source.name}.{f.ref}", keys.where(tmask, None))
+                continue
+            if f.column is None:
+                cols[fname] = pd.Series([f.value] * n, index=chunk.index, dtype=object)
+                continue
+            cols[fname] = _column_field(spec, out, f, chunk, meta[fname], res, out_rows, result, extra)
+        for k, v in extra.items():
+            cols.setdefault(k, v)
+        # auto fields: type concepts, required concept ids, drug end dates
+        for fname in auto_fields(out.table):
+            if fname.endswith("_type_concept_id") and fname not in cols:
+                cols[fname] = pd.Series(spec.type_concept_id, index=chunk.index)
+        for m in meta.values():
+            if m.required and m.name.endswith("_concept_id") and m.name not in cols and not m.primary_key:
+                cols[m.name] = pd.Series(0, index=chunk.index)
+        if out.table == "drug_exposure" and "drug_exposure_start_date" in cols:
+            start = cols["drug_exposure_start_date"]
+            given = cols.get("drug_exposure_end_date")
+            ds = cols.get("days_supply")
+            derived = start + pd.to_timedelta((ds.fillna(1).clip(lower=1) - 1) if ds is not None else 0, unit="D")
+            cols["drug_exposure_end_date"] = given.where(given.notna(), derived) if given is not None else derived
+        # required values present (only where this output makes a row)
+        for fname, m in meta.items():
+            if m.required and not m.primary_key and fname != "person_id" and fname in cols:
+                missing = cols[fname].isna().to_numpy() & mask
+                if missing.any():
+                    f = out.fields.get(fname)
+                    src_col = f.column if f and f.column else None
+                    out_rows.fail(missing, src_col, f"missing value: required {out.table}.{fname} is empty")
+        active = mask & ~pd.isna(out_rows.reason) & pd.isna(failed.reason)
+        failed.reason[active] = out_rows.reason[active]
+        failed.column[active] = out_rows.column[active]
+        built.append((out, pd.Series(mask, index=chunk.index), cols, refs))
+    bad = ~pd.isna(failed.reason)
+    payload_cols = list(chunk.columns)
+    for i in np.flatnonzero(bad & ~dup):
+        row = {c: chunk.iat[i, j] for j, c in enumerate(payload_cols)}
+        if source.patient_id:
+            row[source.patient_id] = "(patient id withheld)"
+        result.quarantine.append(QuarantineRow(file, int(rownums.iat[i]), failed.column[i], str(failed.reason[i]),
+                                               json.dumps(row, ensure_ascii=False)))
+    no_out = ~any_output & ~bad & ~dup
+    if no_out.any():
+        result.skipped["no output for the row ('when' conditions)"] += int(no_out.sum())
+    if dup.any():
+        result.skipped["duplicate row key within the chunk"] += int(dup.sum())
+    good = ~bad & ~dup & any_output
+    result.mapped = int(good.sum())
+    for out, mask, cols, refs in built:
+        keep = good & mask.to_numpy()
+        if not keep.any():
+            continue
+        idx = np.flatnonzero(keep)
+        frame = pd.DataFrame({k: v.iloc[idx].reset_index(drop=True) for k, v in cols.items()})
+        if out.table == "person":
+            # the loader fills person_id from the patient; the hospital id never lands in OMOP
+            frame["person_source_value"] = person.iloc[idx].reset_index(drop=True) if person is not None else None
+        rtype = PATIENT if out.table == "person" else f"{source.name}.{out.name}"
+        own = person if out.table == "person" else (keys if out.id_field else None)
+        tr = TableRows(out.name, out.table, rtype, frame,
+                       own.iloc[idx].reset_index(drop=True) if own is not None else None,
+                       person.iloc[idx].reset_index(drop=True) if person is not None else None,
+                       {k: (t, rt, s.iloc[idx].reset_index(drop=True)) for k, (t, rt, s) in refs.items()},
+                       rownums.iloc[idx].reset_index(drop=True))
+        result.outputs.append(tr)
+    return result

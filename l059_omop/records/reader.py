@@ -1,0 +1,175 @@
+"""Stream extract files in chunks of text cells: CSV in the spec's encoding, .xlsx sheets via openpyxl.
+
+Every cell is read as text ('' when empty) so the mapper, not a CSV sniffer, decides what a value is and
+quarantines what it cannot read. Bytes that are not valid in the declared encoding become U+FFFD and the
+row is quarantined (naming the encoding), instead of stopping the load half way.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from l059_omop.errors import BadInput
+from l059_omop.records.spec import MappingSpec, SourceSpec
+
+EXTENSIONS = {".csv", ".tsv", ".txt", ".xlsx", ".xlsm"}
+BAD_BYTES = "\ufffd"
+
+
+@dataclass(frozen=True)
+class Input:
+    """One readable unit: a CSV file, or one sheet of a workbook, and the source spec it feeds."""
+
+    path: Path
+    source: SourceSpec
+    sheet: str | None = None
+
+    @property
+    def label(self) -> str:
+        return f"{self.path}" + (f"[{self.sheet}]" if self.sheet else "")
+
+
+def expand(paths: list[Path]) -> list[tuple[Path, bool]]:
+    """Files named on the command line (explicit=True) and the extract files inside folders, sorted."""
+    out: list[tuple[Path, bool]] = []
+    for p in paths:
+        p = Path(p)
+        if p.is_dir():
+            out += [(f, False) for f in sorted(p.rglob("*")) if f.is_file() and f.suffix.lower() in EXTENSIONS
+                    and not f.name.startswith(("~$", "."))]
+        elif p.is_file():
+            out.append((p, True))
+        else:
+            raise BadInput(f"{p}: no such file or folder")
+    return out
+
+
+def _is_excel(path: Path) -> bool:
+    return path.suffix.lower() in (".xlsx", ".xlsm")
+
+
+def plan(spec: MappingSpec, paths: list[Path]) -> tuple[list[Input], list[Path]]:
+    """Match input files (and sheets) to the spec's sources; (inputs, ignored files in folders)."""
+    inputs: list[Input] = []
+    ignored: list[Path] = []
+    for path, explicit in expand(paths):
+        found: list[Input] = []
+        if _is_excel(path):
+            sheets = sheet_names(path)
+            for s in spec.sources.values():
+                if s.sheet and s.sheet in sheets and (s.file is None or s.matches(path)):
+                    found.append(Input(path, s, s.sheet))
+                elif s.sheet is None and s.matches(path):
+                    found.append(Input(path, s, sheets[0]))
+        else:
+            found = [Input(path, s) for s in spec.sources.values() if s.sheet is None and s.matches(path)]
+        if not found:
+            if explicit:
+                pats = ", ".join(f"{s.name}: {s.file or ''}{'[' + s.sheet + ']' if s.sheet else ''}"
+                                 for s in spec.sources.values())
+                raise BadInput(f"{path}: matches no source of {spec.path} ({pats})")
+            ignored.append(path)
+        inputs += found
+    if not inputs:
+        raise BadInput(f"no input file matches a source of {spec.path}")
+    # patients first, so rows of other files find their person in the same run
+    inputs.sort(key=lambda i: (0 if any(o.table == "person" for o in i.source.outputs.values()) else 1,))
+    return inputs, ignored
+
+
+def sheet_names(path: Path) -> list[str]:
+    import openpyxl
+
+    try:
+        wb = openpyxl.load_workbook(path, read_only=True)
+    except Exception as exc:  # noqa: BLE001 - zip/xml errors of a damaged file
+        raise BadInput(f"{path}: not a readable .xlsx workbook ({type(exc).__name__}: {exc})") from None
+    try:
+        return list(wb.sheetnames)
+    finally:
+        wb.close()
+
+
+def _clean_header(cols: list) -> list[str]:
+    return [("" if c is None else str(c)).lstrip("\ufeff").strip() for c in cols]
+
+
+def header(inp: Input) -> list[str]:
+    if inp.sheet is not None:
+        import openpyxl
+
+        wb = openpyxl.load_workbook(inp.path, read_only=True, data_only=True)
+        try:
+            for row in wb[inp.sheet].iter_rows(values_only=True):
+                return _clean_header(list(row))
+            return []
+        finally:
+            wb.close()
+    try:
+        with inp.path.open(encoding=inp.source.encoding, errors="replace", newline="") as fh:
+            first = next(csv.reader(fh, delimiter=inp.source.delimiter), [])
+    except OSError as exc:
+        raise BadInput(f"{inp.path}: cannot read ({exc})") from None
+    return _clean_header(first)
+
+
+def _cell(v) -> str:
+    if v is None:
+        return ""
+    if isinstance(v, dt.datetime):
+        return v.strftime("%Y-%m-%d %H:%M:%S") if (v.hour or v.minute or v.second) else v.strftime("%Y-%m-%d")
+    if isinstance(v, dt.date):
+        return v.strftime("%Y-%m-%d")
+    if isinstance(v, float) and v.is_integer():
+        return str(int(v))
+    return str(v)
+
+
+def chunks(inp: Input, size: int) -> Iterator[tuple[pd.DataFrame, pd.Series]]:
+    """(chunk of text cells, spreadsheet row number of each row: the header is row 1)."""
+    cols = header(inp)
+    if inp.sheet is not None:
+        yield from _excel_chunks(inp, cols, size)
+        return
+    reader = pd.read_csv(inp.path, sep=inp.source.delimiter, dtype=str, keep_default_na=False, na_filter=False,
+                         encoding=inp.source.encoding, encoding_errors="replace", chunksize=size, header=0,
+                         names=cols, skip_blank_lines=True, engine="c", quoting=csv.QUOTE_MINIMAL)
+    start = 2
+    try:
+        for chunk in reader:
+            rows = pd.Series(range(start, start + len(chunk)))
+            start += len(chunk)
+            yield chunk, rows
+    except (pd.errors.ParserError, ValueError) as exc:
+        raise BadInput(f"{inp.path}: not a readable CSV near row {start} ({str(exc).splitlines()[0]})") from None
+
+
+def _excel_chunks(inp: Input, cols: list[str], size: int) -> Iterator[tuple[pd.DataFrame, pd.Series]]:
+    import openpyxl
+
+    wb = openpyxl.load_workbook(inp.path, read_only=True, data_only=True)
+    try:
+        ws = wb[inp.sheet]
+        buf: list[list[str]] = []
+        nums: list[int] = []
+        width = len(cols)
+        for i, row in enumerate(ws.iter_rows(min_row=2, values_only=True), start=2):
+            cells = [_cell(v) for v in row[:width]]
+            if not any(c.strip() for c in cells):
+                continue
+            cells += [""] * (width - len(cells))
+            buf.append(cells)
+            nums.append(i)
+            if len(buf) >= size:
+                yield pd.DataFrame(buf, columns=cols, dtype=object), pd.Series(nums)
+                buf, nums = [], []
+        if buf:
+            yield pd.DataFrame(buf, columns=cols, dtype=object), pd.Series(nums)
+    finally:
+        wb.close()
