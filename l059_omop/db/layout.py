@@ -63,20 +63,38 @@ def results_metadata(schema: str = "results") -> sa.MetaData:
 
 
 def etl_metadata(schema: str = "etl") -> sa.MetaData:
-    """source_id_map (deterministic ids), load_run (one row per load) and quarantine (rejected input)."""
+    """The ETL bookkeeping of the loaders' sink (l059_omop.etl.sink).
+
+    source_id_map: one row per OMOP row a loader wrote (source system, record type, source id, row key ->
+    table and deterministic id); source_resource: the version and content hash of each source record, so a
+    reload of the same input changes nothing and a newer version replaces its rows; load_run: one row per
+    load with its report; quarantine: rejected input with its locator and reason; touched_person: the
+    persons whose observation period a run must recompute (emptied at the end of the run).
+    """
     validate_identifier(schema)
     md = sa.MetaData(schema=schema)
     sa.Table("source_id_map", md,
              sa.Column("source_system", sa.String(255), nullable=False),
              sa.Column("resource_type", sa.String(64), nullable=False),
              sa.Column("source_id", sa.String(255), nullable=False),
+             sa.Column("row_key", sa.String(64), nullable=False),
              sa.Column("omop_table", sa.String(64), nullable=False),
              sa.Column("omop_id", sa.BigInteger, nullable=False),
+             sa.Column("run_id", sa.String(64)),
+             sa.PrimaryKeyConstraint("source_system", "resource_type", "source_id", "omop_table", "row_key"))
+    sa.Index("ix_source_id_map_omop", md.tables[f"{schema}.source_id_map"].c.omop_table,
+             md.tables[f"{schema}.source_id_map"].c.omop_id).ddl_if(dialect="postgresql")
+    sa.Table("source_resource", md,
+             sa.Column("source_system", sa.String(255), nullable=False),
+             sa.Column("resource_type", sa.String(64), nullable=False),
+             sa.Column("source_id", sa.String(255), nullable=False),
              sa.Column("version_id", sa.String(64)),
              sa.Column("last_updated", sa.String(64)),
-             sa.Column("content_sha256", sa.String(64)),
-             sa.Column("run_id", sa.String(64)),
-             sa.PrimaryKeyConstraint("source_system", "resource_type", "source_id", "omop_table", "omop_id"))
+             sa.Column("content_sha256", sa.String(64), nullable=False),
+             sa.Column("run_id", sa.String(64), nullable=False),
+             sa.Column("locator", sa.Text),
+             sa.Column("imputed", sa.Text),
+             sa.PrimaryKeyConstraint("source_system", "resource_type", "source_id"))
     sa.Table("load_run", md,
              sa.Column("run_id", sa.String(64), primary_key=True),
              sa.Column("kind", sa.String(32), nullable=False),
@@ -95,4 +113,7 @@ def etl_metadata(schema: str = "etl") -> sa.MetaData:
              sa.Column("resource_id", sa.String(255)),
              sa.Column("reason", sa.Text, nullable=False),
              sa.Column("payload", sa.Text))
+    sa.Table("touched_person", md,
+             sa.Column("run_id", sa.String(64), nullable=False),
+             sa.Column("person_id", sa.BigInteger, nullable=False))
     return md

@@ -1,0 +1,237 @@
+"""``load-fhir``: FHIR R4 Bundles, bulk NDJSON, folders of them, or a FHIR server -> OMOP, through the sink.
+
+The main process reads files (NDJSON in chunks of lines: bounded memory) and writes batches; a process pool
+parses, validates (fhir.resources R4B) and maps. Results come back in input order, so a run is
+deterministic whatever the number of workers.
+"""
+
+from __future__ import annotations
+
+import gzip
+import logging
+import os
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Executor, ProcessPoolExecutor
+from dataclasses import replace
+from pathlib import Path
+
+from sqlalchemy.engine import Engine
+
+from l059_omop.errors import BadInput
+from l059_omop.etl.fhir.parse import Result, Task, run_task, type_priority
+from l059_omop.etl.model import Definition, Quarantined, SourceUnit
+from l059_omop.etl.report import RunReport
+from l059_omop.etl.sink import Sink
+
+log = logging.getLogger(__name__)
+
+DEFAULT_SOURCE_SYSTEM = "urn:l059:fhir"
+NDJSON_CHUNK = 1000
+BATCH_SIZE = 5000
+
+
+def _file_type(path: Path) -> str | None:
+    return path.name.split(".")[0] if path.name[:1].isupper() else None
+
+
+def _is_ndjson(path: Path) -> bool:
+    n = path.name.lower()
+    return n.endswith((".ndjson", ".ndjson.gz", ".jsonl"))
+
+
+def collect_files(paths: Iterable[str | Path]) -> list[Path]:
+    """Files to load, folders expanded; NDJSON files of referenced types (Patient, Encounter, Medication) first."""
+    out: list[Path] = []
+    for p in paths:
+        p = Path(p)
+        if not p.exists():
+            raise BadInput("no such file or folder", file=str(p))
+        if p.is_dir():
+            found = sorted(x for x in p.rglob("*") if x.is_file() and (_is_ndjson(x) or x.suffix.lower() == ".json"))
+            out.extend(found)
+        else:
+            out.append(p)
+    return sorted(out, key=lambda x: (type_priority(_file_type(x)) if _is_ndjson(x) else 5, str(x)))
+
+
+def file_tasks(files: list[Path], timezone: str | None, validate: bool = True) -> Iterator[Task]:
+    for path in files:
+        if _is_ndjson(path):
+            opener = gzip.open if path.name.lower().endswith(".gz") else open
+            chunk: list = []
+            with opener(path, "rt", encoding="utf-8-sig") as fh:
+                for lineno, line in enumerate(fh, 1):
+                    if not line.strip():
+                        continue
+                    chunk.append((lineno, line))
+                    if len(chunk) >= NDJSON_CHUNK:
+                        yield Task("ndjson", str(path), lines=chunk, timezone=timezone, validate=validate)
+                        chunk = []
+            if chunk:
+                yield Task("ndjson", str(path), lines=chunk, timezone=timezone, validate=validate)
+        else:
+            yield Task("json", str(path), timezone=timezone, validate=validate)
+
+
+def ordered_map(executor: Executor | None, fn: Callable, items: Iterable, prefetch: int) -> Iterator:
+    """fn over items, results in input order, at most ``prefetch`` in flight (bounded memory)."""
+    if executor is None:
+        for it in items:
+            yield fn(it)
+        return
+    window: deque = deque()
+    for it in items:
+        window.append(executor.submit(fn, it))
+        if len(window) >= prefetch:
+            yield window.popleft().result()
+    while window:
+        yield window.popleft().result()
+
+
+def default_workers() -> int:
+    return max(1, min(os.cpu_count() or 1, 8))
+
+
+class _Loader:
+    """Feeds task results to the sink: resolves Medication references, buffers, defers, retries."""
+
+    def __init__(self, sink: Sink, batch_size: int) -> None:
+        self.sink = sink
+        self.batch_size = batch_size
+        self.medications: dict[str, Definition] = {}
+        self.buffer: list[SourceUnit] = []
+        self.deferred: list[SourceUnit] = []
+        self.waiting_med: list[SourceUnit] = []
+
+    def feed(self, res: Result) -> None:
+        s = self.sink
+        for rt, n in res.read.items():
+            s.count_read(rt, n)
+        for sk in res.skipped:
+            s.skip(sk.resource_type, sk.rule)
+        for q in res.quarantined:
+            s.quarantine(q)
+        for d in res.definitions:
+            self.medications[d.source_id] = d
+            s.skip(d.resource_type, "definition referenced by other resources (no row of its own)")
+        for u in res.units:
+            if self._resolve_medication(u):
+                self.buffer.append(u)
+            else:
+                self.waiting_med.append(u)
+        if len(self.buffer) >= self.batch_size:
+            self.flush()
+
+    def _resolve_medication(self, u: SourceUnit) -> bool:
+        for i, f in enumerate(u.facts):
+            if f.medication:
+                d = self.medications.get(f.medication)
+                if d is None:
+                    return False
+                u.facts[i] = replace(f, code=d.code, source_value=(d.code[1] if d.code else d.text) or "",
+                                     medication=None)
+        return True
+
+    def flush(self) -> None:
+        if self.buffer:
+            self.deferred.extend(self.sink.write(self.buffer))
+            self.buffer = []
+
+    def finish(self) -> None:
+        self.flush()
+        still = []
+        for u in self.waiting_med:
+            (self.deferred if self._resolve_medication(u) else still).append(u)
+        for u in still:
+            med = next(f.medication for f in u.facts if f.medication)
+            self.sink.quarantine(Quarantined(u.resource_type, u.source_id, u.locator,
+                                             f"unresolved reference: Medication/{med}"))
+        todo = self.deferred
+        for _ in range(3):  # references that arrived later in the input
+            if not todo:
+                break
+            left = []
+            for i in range(0, len(todo), self.batch_size):
+                left.extend(self.sink.write(todo[i:i + self.batch_size]))
+            if len(left) == len(todo):
+                break
+            todo = left
+        for i in range(0, len(todo), self.batch_size):
+            self.sink.write(todo[i:i + self.batch_size], final=True)
+
+
+def load_fhir(engine: Engine, paths: Iterable[str | Path] = (), *, server: str | None = None,
+              cdm_schema: str = "cdm", etl_schema: str = "etl", source_system: str | None = None,
+              strict: bool = False, timezone: str | None = None, workers: int | None = None,
+              batch_size: int = BATCH_SIZE, token_env: str = "L059_FHIR_TOKEN", validate: bool = True,
+              progress: Callable[[RunReport], None] | None = None, _fail_after_batches: int | None = None,
+              ) -> RunReport:
+    """Load FHIR input into the CDM and return the run report (also stored in etl.load_run)."""
+    paths = list(paths)
+    if bool(paths) == bool(server):
+        raise BadInput("give either PATH... or --server URL")
+    if timezone:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise BadInput(f"--timezone: unknown time zone {timezone!r} (e.g. Asia/Shanghai, UTC)") from None
+    workers = workers or default_workers()
+    if server:
+        from l059_omop.etl.fhir.server import FhirClient, server_tasks
+
+        client = FhirClient(server, token_env=token_env)
+        client.check()
+        tasks: Iterable[Task] = server_tasks(client, timezone, validate)
+        source = server
+        source_system = source_system or client.base
+    else:
+        files = collect_files(paths)
+        tasks = file_tasks(files, timezone, validate)
+        source = ", ".join(str(p) for p in paths)
+        source_system = source_system or DEFAULT_SOURCE_SYSTEM
+    executor = ProcessPoolExecutor(workers) if workers > 1 else None
+    sink = Sink(engine, source_system, cdm_schema=cdm_schema, etl_schema=etl_schema, kind="fhir",
+                source=source, strict=strict)
+    if _fail_after_batches is not None:
+        _inject_failure(sink, _fail_after_batches)
+    try:
+        with sink:
+            loader = _Loader(sink, batch_size)
+            for res in ordered_map(executor, run_task, tasks, prefetch=max(2, workers * 2)):
+                loader.feed(res)
+                if progress:
+                    progress(sink.report)
+            loader.finish()
+    finally:
+        if executor is not None:
+            executor.shutdown(cancel_futures=True)
+    return sink.report
+
+
+def _inject_failure(sink: Sink, after: int) -> None:
+    """Tests: make the (after+1)-th batch fail after its first table is written (rollback must undo it)."""
+    import l059_omop.db.bulk as bulk_mod
+
+    calls = {"batches": 0}
+    original_write_ready = sink._write_ready
+
+    def failing(ready):
+        calls["batches"] += 1
+        if calls["batches"] > after:
+            real = bulk_mod.insert_frame
+
+            def boom(con, schema, table, df):
+                real(con, schema, table, df)
+                raise RuntimeError(f"injected failure after writing {table}")
+
+            bulk_mod.insert_frame = boom
+            try:
+                return original_write_ready(ready)
+            finally:
+                bulk_mod.insert_frame = real
+        return original_write_ready(ready)
+
+    sink._write_ready = failing

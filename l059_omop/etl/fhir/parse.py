@@ -1,0 +1,234 @@
+"""Worker-side work of the FHIR loader: parse, validate with ``fhir.resources.R4B``, map. Pure (no database):
+a task is a chunk of NDJSON lines, a JSON file, or an in-memory Bundle; the result is picklable.
+
+This is what runs in the loader's process pool, so parsing, validation and mapping use every core while the
+main process writes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import Counter
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+from l059_omop.etl.fhir.mappers import Context, map_resource, unknown_modifier_extension
+from l059_omop.etl.fhir.rules import rules
+from l059_omop.etl.model import Definition, Quarantined, Skipped, SourceUnit
+from l059_omop.resources import mappings_path
+
+
+@dataclass
+class Task:
+    """A unit of work for a worker: NDJSON lines of a file, a whole JSON file, or a Bundle already in memory."""
+
+    kind: str                      # "ndjson" | "json" | "bundle"
+    locator: str                   # file name or server URL
+    lines: list | None = None      # ndjson: [(line number, text)]
+    data: dict | None = None       # bundle
+    timezone: str | None = None
+    validate: bool = True
+
+
+@dataclass
+class Result:
+    read: Counter = field(default_factory=Counter)
+    units: list[SourceUnit] = field(default_factory=list)
+    skipped: list[Skipped] = field(default_factory=list)
+    quarantined: list[Quarantined] = field(default_factory=list)
+    definitions: list[Definition] = field(default_factory=list)
+
+
+BUNDLE_TYPES = ("collection", "transaction", "batch", "searchset", "document", "transaction-response",
+                "batch-response", "history", "message")
+
+
+@lru_cache(maxsize=1)
+def _rules_digest() -> str:
+    h = hashlib.sha256()
+    for name in ("rules.yaml", "response_values.csv"):
+        h.update(mappings_path("fhir", name).read_bytes())
+    return h.hexdigest()[:16]
+
+
+@lru_cache(maxsize=64)
+def _model(resource_type: str):
+    from fhir.resources.R4B import get_fhir_model_class
+
+    return get_fhir_model_class(resource_type)
+
+
+def _validation_reason(exc) -> str:
+    try:
+        errors = exc.errors()
+    except Exception:  # noqa: BLE001
+        return f"R4B validation: {str(exc).splitlines()[0]}"
+    first = errors[0] if errors else {}
+    loc = ".".join(str(x) for x in first.get("loc", ()))
+    more = f" (+{len(errors) - 1} more)" if len(errors) > 1 else ""
+    return f"R4B validation: {loc}: {first.get('msg', '')}{more}"
+
+
+def digest(payload: str, timezone: str | None) -> str:
+    """Content hash of a record as mapped: its text, the rules' version and the time zone."""
+    return hashlib.sha256(f"{_rules_digest()}|{timezone or ''}|".encode() + payload.encode("utf-8")).hexdigest()
+
+
+def process_resource(res, ctx: Context, payload: str | None, out: Result, validate: bool = True,
+                     fallback_id: str | None = None) -> None:
+    """Validate and map one resource into ``out``."""
+    r = rules()
+    if not isinstance(res, dict) or not isinstance(res.get("resourceType"), str):
+        out.read[None] += 1
+        out.quarantined.append(Quarantined(None, None, ctx.locator, "not a FHIR resource: no resourceType",
+                                           payload or json.dumps(res, ensure_ascii=False)[:100000]))
+        return
+    rtype = res["resourceType"]
+    out.read[rtype] += 1
+    sid = res.get("id") or fallback_id
+    try:
+        model = _model(rtype)
+    except Exception:  # noqa: BLE001 - fhir.resources raises different errors for unknown names
+        model = None
+    if model is None:
+        out.quarantined.append(Quarantined(rtype, sid, ctx.locator, f"unknown resource type: {rtype}",
+                                           payload or _dumps(res)))
+        return
+    if rtype not in _mapped_types():
+        out.skipped.append(Skipped(rtype, f"resource type {rtype} is not used by the project"))
+        return
+    if payload is None:
+        payload = _dumps(res)
+    if "modifierExtension" in payload:
+        url = unknown_modifier_extension(res, r.known_modifier_extensions)
+        if url:
+            out.quarantined.append(Quarantined(rtype, sid, ctx.locator, f"unknown modifierExtension: {url}", payload))
+            return
+    if validate:
+        try:
+            model.model_validate(res)
+        except Exception as exc:  # noqa: BLE001 - pydantic ValidationError and friends
+            out.quarantined.append(Quarantined(rtype, sid, ctx.locator, _validation_reason(exc), payload))
+            return
+    if not sid:
+        out.quarantined.append(Quarantined(rtype, None, ctx.locator, "missing id: the resource has no id or fullUrl",
+                                           payload))
+        return
+    got = map_resource(res, ctx, sid, r)
+    if isinstance(got, SourceUnit):
+        got.content_sha256 = digest(payload, ctx.timezone)
+        out.units.append(got)
+    elif isinstance(got, Quarantined):
+        got.payload = payload
+        out.quarantined.append(got)
+    elif isinstance(got, Skipped):
+        out.skipped.append(got)
+    else:
+        out.definitions.append(got)
+
+
+@lru_cache(maxsize=1)
+def _mapped_types() -> frozenset:
+    from l059_omop.etl.fhir.mappers import MAPPERS
+
+    return frozenset(MAPPERS) | frozenset(rules().raw.get("definitions") or [])
+
+
+def _dumps(res) -> str:
+    return json.dumps(res, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+
+
+def _id_from_full_url(full_url: str | None) -> str | None:
+    if not full_url:
+        return None
+    if full_url.startswith("urn:uuid:"):
+        return full_url[9:]
+    if full_url.startswith("urn:oid:"):
+        return full_url[8:]
+    parts = full_url.rstrip("/").split("/")
+    return parts[-1] if parts else None
+
+
+_PRIORITY = {"Patient": 0, "Encounter": 1, "Medication": 2, "Condition": 3}
+
+
+def type_priority(resource_type: str | None) -> int:
+    """Resources others refer to first, so a batch usually finds its references already loaded."""
+    return _PRIORITY.get(resource_type or "", 4)
+
+
+def process_bundle(bundle: dict, locator: str, timezone: str | None, out: Result, validate: bool = True) -> None:
+    """Every entry of a Bundle (any type), references resolved within it (fullUrl, conditional, contained)."""
+    entries = bundle.get("entry") or []
+    ctx = Context(locator=locator, timezone=timezone)
+    for e in entries:
+        res = e.get("resource") if isinstance(e, dict) else None
+        if not isinstance(res, dict):
+            continue
+        rtype, rid = res.get("resourceType"), res.get("id") or _id_from_full_url(e.get("fullUrl"))
+        if e.get("fullUrl") and rtype and rid:
+            ctx.full_urls[e["fullUrl"]] = (rtype, rid)
+        if rtype and rid:
+            ctx.full_urls[f"{rtype}/{rid}"] = (rtype, rid)
+            for ident in res.get("identifier") or []:
+                if ident.get("value"):
+                    ctx.conditional[f"{rtype}?identifier={ident.get('system', '')}|{ident['value']}"] = (rtype, rid)
+                    ctx.conditional[f"{rtype}?identifier={ident['value']}"] = (rtype, rid)
+            cond = (e.get("request") or {}).get("ifNoneExist")
+            if cond:
+                ctx.conditional[f"{rtype}?{cond}"] = (rtype, rid)
+            if rtype == "Medication":
+                for k in (e.get("fullUrl"), rid, f"Medication/{rid}"):
+                    if k:
+                        ctx.medications[k] = res
+    order = sorted(range(len(entries)), key=lambda i: type_priority(
+        ((entries[i] or {}).get("resource") or {}).get("resourceType") if isinstance(entries[i], dict) else None))
+    for i in order:
+        e = entries[i]
+        res = e.get("resource") if isinstance(e, dict) else None
+        if res is None:
+            continue  # a DELETE / GET request entry carries no resource
+        if (e.get("search") or {}).get("mode") == "outcome":
+            continue  # a server's OperationOutcome about the search
+        ctx.locator = f"{locator}#entry[{i}]"
+        if isinstance(res, dict) and res.get("resourceType") == "Bundle":
+            process_bundle(res, ctx.locator, timezone, out, validate)
+            continue
+        process_resource(res, ctx, None, out, validate, _id_from_full_url(e.get("fullUrl")))
+
+
+def run_task(task: Task) -> Result:
+    """Entry point of a worker process."""
+    out = Result()
+    if task.kind == "ndjson":
+        for lineno, text in task.lines or []:
+            ctx = Context(locator=f"{task.locator}:{lineno}", timezone=task.timezone)
+            try:
+                res = json.loads(text)
+            except ValueError as exc:
+                out.read[None] += 1
+                out.quarantined.append(Quarantined(None, None, ctx.locator, f"invalid JSON: {exc}", text[:100000]))
+                continue
+            if isinstance(res, dict) and res.get("resourceType") == "Bundle":
+                out.read["Bundle"] += 0
+                process_bundle(res, ctx.locator, task.timezone, out, task.validate)
+                continue
+            process_resource(res, ctx, text.strip(), out, task.validate)
+        return out
+    if task.kind == "json":
+        try:
+            text = Path(task.locator).read_text(encoding="utf-8-sig")
+            data = json.loads(text)
+        except (ValueError, UnicodeDecodeError) as exc:
+            out.read[None] += 1
+            out.quarantined.append(Quarantined(None, None, task.locator, f"invalid JSON: {exc}", None))
+            return out
+    else:
+        data = task.data
+    if isinstance(data, dict) and data.get("resourceType") == "Bundle":
+        process_bundle(data, task.locator, task.timezone, out, task.validate)
+    else:
+        process_resource(data, Context(locator=task.locator, timezone=task.timezone), None, out, task.validate)
+    return out

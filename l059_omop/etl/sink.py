@@ -1,0 +1,624 @@
+"""The loaders' sink: deterministic ids, transactional batches, idempotent reloads, version replacement,
+quarantine and the run report. Shared by the FHIR loader and the hospital-records loader (one sink, not two).
+
+A loader hands the sink :class:`~l059_omop.etl.model.SourceUnit` objects (one per source record: finished
+rows and/or facts to route by domain, ids as :class:`~l059_omop.etl.model.Ref`), and reports what it read,
+skipped and quarantined::
+
+    with Sink(engine, source_system="urn:site:records", kind="records", source="extract.csv") as sink:
+        sink.count_read("lab_row", n)
+        sink.skip("lab_row", "no value")
+        sink.quarantine(Quarantined("lab_row", "17", "extract.csv:17", "bad date: '2020-13-01'", raw_text))
+        deferred = sink.write(units)           # one transaction per call
+        sink.write(deferred, final=True)       # references still missing -> quarantined
+    report = sink.report                       # finished, stored in etl.load_run
+
+Each ``write`` is one transaction: nothing of a failing batch stays. A record already loaded with the same
+content is left as it is (counted as mapped + unchanged); a changed record (a newer meta.versionId /
+lastUpdated, or none given) has its old rows deleted and its new rows written with the same ids; an older
+version is skipped. In strict mode the whole run is one transaction and the first quarantine aborts it
+(``StrictQuarantine``), leaving only the load_run and quarantine rows that say why.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import logging
+import uuid
+from collections import defaultdict
+from collections.abc import Iterable
+
+import pandas as pd
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from l059_omop import __version__
+from l059_omop.db import bulk, cdm_spec
+from l059_omop.db.engine import dialect_of, validate_identifier
+from l059_omop.errors import BadInput
+from l059_omop.etl.ids import hashed_id, key_text
+from l059_omop.etl.model import Fact, Quarantined, Ref, SourceUnit
+from l059_omop.etl.report import RunReport
+from l059_omop.etl.route import TABLE_ID, route
+from l059_omop.resources import read_sql
+from l059_omop.sqlrender import render
+from l059_omop.vocab import Vocabulary
+
+log = logging.getLogger(__name__)
+
+# rows other rows point to by foreign key: replaced in place (upsert), never deleted while referenced
+_REFERENCED = ("person", "visit_occurrence")
+# delete order for replaced rows (children first)
+_DELETE_ORDER = ("measurement", "observation", "drug_exposure", "procedure_occurrence", "device_exposure",
+                 "condition_occurrence", "death", "visit_occurrence", "person")
+_OBSERVATION_PERIOD_TYPE = 32817
+_CACHE_MAX = 1_000_000
+
+
+class StrictQuarantine(BadInput):
+    """--strict: a record was quarantined, so nothing was written."""
+
+
+def content_sha256(payload: bytes | str) -> str:
+    if isinstance(payload, str):
+        payload = payload.encode("utf-8")
+    return hashlib.sha256(payload).hexdigest()
+
+
+def is_older(new_v: str | None, new_lu: str | None, old_v: str | None, old_lu: str | None) -> bool:
+    """True when the stored version is known to be newer than the incoming one."""
+    if new_v and old_v and new_v.isdigit() and old_v.isdigit() and new_v != old_v:
+        return int(new_v) < int(old_v)
+    if new_lu and old_lu and new_lu != old_lu:
+        try:
+            return dt.datetime.fromisoformat(new_lu.replace("Z", "+00:00")) < \
+                dt.datetime.fromisoformat(old_lu.replace("Z", "+00:00"))
+        except ValueError:
+            return new_lu < old_lu
+    return False
+
+
+class Sink:
+    """Writes source units to the CDM; see the module docstring for the protocol."""
+
+    def __init__(self, engine: Engine, source_system: str, *, cdm_schema: str = "cdm", etl_schema: str = "etl",
+                 kind: str = "fhir", source: str = "", strict: bool = False,
+                 vocabulary: Vocabulary | None = None, run_id: str | None = None) -> None:
+        self.engine = engine
+        self.dialect = dialect_of(engine)
+        self.source_system = source_system
+        self.cdm = validate_identifier(cdm_schema)
+        self.etl = validate_identifier(etl_schema)
+        self.kind = kind
+        self.strict = strict
+        self.vocab = vocabulary or Vocabulary(engine, cdm_schema)
+        self.run_id = run_id or f"{dt.datetime.now(dt.timezone.utc):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
+        self.report = RunReport(self.run_id, source=source)
+        self.started_at = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+        self._con: Connection | None = None
+        self._outer = None
+        self._ids: dict[Ref, int] = {}
+        self._pending_q: list[Quarantined] = []
+        self._columns = {t: [f.name for f in fs] for t, fs in cdm_spec.tables().items()}
+        self._types = {t: {f.name: f.datatype for f in fs} for t, fs in cdm_spec.tables().items()}
+        self._finished = False
+
+    # ----------------------------------------------------------------- lifecycle
+    def __enter__(self) -> Sink:
+        self.start()
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.finish()
+        else:
+            self.abort(exc)
+
+    def start(self) -> None:
+        with self.engine.begin() as con:
+            con.execute(self._t("load_run").insert().values(
+                run_id=self.run_id, kind=self.kind, started_at=self.started_at, status="running",
+                software_version=__version__, cdm_version=cdm_spec.CDM_VERSION,
+                vocabulary_version=self._vocab_version(con), source=self.report.source[:10000]))
+        self._con = self.engine.connect()
+        if self.strict:
+            self._outer = self._con.begin()
+
+    def _vocab_version(self, con: Connection) -> str | None:
+        try:
+            return con.execute(sa.text(f"select vocabulary_version from {self.cdm}.vocabulary "
+                                       "where vocabulary_id = 'None'")).scalar()
+        except Exception:  # noqa: BLE001 - a CDM without a vocabulary table still loads
+            return None
+
+    def _t(self, name: str) -> sa.Table:
+        from l059_omop.db.layout import etl_metadata
+
+        if not hasattr(self, "_etl_md"):
+            self._etl_md = etl_metadata(self.etl)
+        return self._etl_md.tables[f"{self.etl}.{name}"]
+
+    # ----------------------------------------------------------------- counting
+    def count_read(self, resource_type: str | None, n: int = 1) -> None:
+        self.report.t(resource_type).read += n
+
+    def skip(self, resource_type: str, rule: str, n: int = 1) -> None:
+        self.report.t(resource_type).skipped[rule] += n
+
+    def note(self, what: str, n: int = 1) -> None:
+        self.report.notes[what] += n
+
+    def quarantine(self, q: Quarantined) -> None:
+        """Record a rejected record (reason as 'category: detail'); fatal in strict mode."""
+        self.report.t(q.resource_type).quarantined[q.reason.split(":", 1)[0]] += 1
+        self._pending_q.append(q)
+        if self.strict:
+            self.abort(None, status="failed-strict")
+            raise StrictQuarantine(f"--strict: {q.locator}: {q.reason} (nothing was written)")
+        if len(self._pending_q) >= 5000:
+            with self._tx() as con:
+                self._flush_quarantine(con)
+
+    def _flush_quarantine(self, con: Connection) -> None:
+        if not self._pending_q:
+            return
+        df = pd.DataFrame([{"run_id": self.run_id, "source_locator": q.locator, "resource_type": q.resource_type,
+                            "resource_id": q.source_id, "reason": q.reason,
+                            "payload": q.payload[:1_000_000] if q.payload else None} for q in self._pending_q])
+        bulk.insert_frame(con, self.etl, "quarantine", df)
+        self._pending_q = []
+
+    class _NoTx:
+        def __init__(self, con):
+            self.con = con
+
+        def __enter__(self):
+            return self.con
+
+        def __exit__(self, *a):
+            return False
+
+    def _tx(self):
+        """A transaction per batch, or (strict) the run's single outer transaction."""
+        if self._con is None:
+            raise RuntimeError("Sink.start() was not called")
+        if self._outer is not None:
+            return self._NoTx(self._con)
+        return _Begin(self._con)
+
+    # ----------------------------------------------------------------- the batch
+    def write(self, units: list[SourceUnit], final: bool = False) -> list[SourceUnit]:
+        """Write a batch in one transaction; return units whose references are not (yet) loaded.
+
+        With ``final=True`` such units are quarantined instead ("unresolved reference").
+        """
+        if not units:
+            return []
+        units = self._dedupe(units)
+        existing = self._fetch_resources({(u.resource_type, u.source_id) for u in units})
+        todo: list[SourceUnit] = []
+        for u in units:
+            ex = existing.get((u.resource_type, u.source_id))
+            if ex is not None and ex[0] == u.content_sha256:
+                c = self.report.t(u.resource_type)
+                if u.skip_rule:
+                    c.skipped[u.skip_rule] += 1
+                else:
+                    c.mapped += 1
+                    c.unchanged += 1
+                continue
+            if ex is not None and is_older(u.version_id, u.last_updated, ex[1], ex[2]):
+                self.skip(u.resource_type, "older version than the one loaded")
+                continue
+            todo.append(u)
+        if not todo:
+            return []
+        routed = self._route(todo)
+        # references: a unit is ready when every Ref it points to (not its own) exists
+        own_all: dict[Ref, SourceUnit] = {}
+        for u, rows in zip(todo, routed, strict=True):
+            for table, row in rows:
+                own_all[self._own(table, row)] = u
+        needed = {v for rows in routed for t, row in rows for k, v in row.items()
+                  if isinstance(v, Ref) and v != self._own(t, row)}
+        external = [r for r in needed if r not in own_all and r not in self._ids]
+        self._resolve_existing(external)
+        deferred: list[SourceUnit] = []
+        ready = list(zip(todo, routed, strict=True))
+        while True:  # drop units with missing refs, then units that needed those units' rows
+            present = {self._own(t, r) for u, rows in ready for t, r in rows}
+            keep, drop = [], []
+            for u, rows in ready:
+                missing = [v for t, row in rows for v in _foreign(self._own(t, row), row)
+                           if v not in present and v not in self._ids]
+                (drop if missing else keep).append((u, rows, missing))
+            ready = [(u, rows) for u, rows, _ in keep]
+            for u, _, missing in drop:
+                if final:
+                    m = missing[0]
+                    self.quarantine(Quarantined(u.resource_type, u.source_id, u.locator,
+                                                f"unresolved reference: {m.resource_type}/{m.source_id} "
+                                                f"({len(missing)} missing)"))
+                else:
+                    deferred.append(u)
+            if not drop:
+                break
+        if ready:
+            self._write_ready(ready)
+        return deferred
+
+    def _dedupe(self, units: list[SourceUnit]) -> list[SourceUnit]:
+        """The same record twice in one batch: keep the newest (else the last), skip the others."""
+        seen: dict[tuple[str, str], int] = {}
+        out: list[SourceUnit | None] = []
+        for u in units:
+            k = (u.resource_type, u.source_id)
+            if k in seen:
+                i = seen[k]
+                prev = out[i]
+                if prev.content_sha256 == u.content_sha256 or is_older(u.version_id, u.last_updated,
+                                                                       prev.version_id, prev.last_updated):
+                    self.skip(u.resource_type, "duplicate in this input")
+                    continue
+                self.skip(prev.resource_type, "superseded by a newer version in this input")
+                out[i] = None
+            seen[k] = len(out)
+            out.append(u)
+        return [u for u in out if u is not None]
+
+    @staticmethod
+    def _own(table: str, row: dict) -> Ref:
+        if table == "death":
+            return Ref("death", "Patient", row["person_id"].source_id, "death")
+        return row[TABLE_ID[table]]
+
+    def _route(self, units: list[SourceUnit]) -> list[list[tuple[str, dict]]]:
+        pairs = {p for u in units for f in u.facts for p in (f.code, f.value_code, f.unit, *f.alt_codes) if p}
+        lookup = self.vocab.resolve_many(pairs) if pairs else {}
+        out = []
+        for u in units:
+            rows = list(u.rows)
+            unmapped: list = []
+            routed_by_key: dict[str, str] = {}
+            for f in u.facts:
+                if f.event is not None and f.event.table == "*":
+                    f = _with_event_table(f, routed_by_key)
+                table, row = route(f, u.resource_type, u.source_id, lookup, unmapped)
+                routed_by_key[f.key] = table
+                rows.append((table, row))
+            for v, c in unmapped:
+                self.report.unmapped[f"{v}|{c}"] += 1
+            out.append(rows)
+        return out
+
+    # ----------------------------------------------------------------- ids
+    def _resolve_existing(self, refs: Iterable[Ref]) -> None:
+        """Look references up in etl.source_id_map (rows written by earlier batches or runs)."""
+        refs = list(refs)
+        if not refs:
+            return
+        found = self._fetch_map({(r.resource_type, r.source_id) for r in refs})
+        if len(self._ids) > _CACHE_MAX:
+            self._ids.clear()
+        for ref, oid in found.items():
+            self._ids[ref] = oid
+
+    def _fetch_map(self, keys: set[tuple[str, str]], con: Connection | None = None) -> dict[Ref, int]:
+        out: dict[Ref, int] = {}
+        if not keys:
+            return out
+        rows = self._select_by_keys(
+            f"select m.resource_type, m.source_id, m.omop_table, m.row_key, m.omop_id from {self.etl}.source_id_map m",
+            "m", keys, con)
+        for rt, sid, table, row, oid in rows:
+            out[Ref(table, rt, sid, row)] = int(oid)
+        return out
+
+    def _fetch_resources(self, keys: set[tuple[str, str]]) -> dict[tuple[str, str], tuple]:
+        rows = self._select_by_keys(
+            f"select s.resource_type, s.source_id, s.content_sha256, s.version_id, s.last_updated "
+            f"from {self.etl}.source_resource s", "s", keys)
+        return {(rt, sid): (h, v, lu) for rt, sid, h, v, lu in rows}
+
+    def _select_by_keys(self, select: str, alias: str, keys: set[tuple[str, str]], con: Connection | None = None):
+        """Rows of ``select`` whose (resource_type, source_id) is in ``keys`` for this source system."""
+        con = con or self._con
+        if not keys:
+            return []
+        rts, sids = zip(*keys, strict=True)
+        if self.dialect == "duckdb":
+            raw = con.connection.driver_connection
+            frame = pd.DataFrame({"k_rt": list(rts), "k_sid": list(sids)})
+            raw.register("_l059_keys", frame)
+            try:
+                return raw.execute(f"{select} join _l059_keys k on {alias}.resource_type = k.k_rt and "
+                                   f"{alias}.source_id = k.k_sid where {alias}.source_system = ?",
+                                   [self.source_system]).fetchall()
+            finally:
+                raw.unregister("_l059_keys")
+        q = sa.text(f"{select} join unnest(cast(:rts as text[]), cast(:sids as text[])) as k(k_rt, k_sid) on "
+                    f"{alias}.resource_type = k.k_rt and {alias}.source_id = k.k_sid "
+                    f"where {alias}.source_system = :ss")
+        return con.execute(q, {"rts": list(rts), "sids": list(sids), "ss": self.source_system}).fetchall()
+
+    def _taken(self, table: str, ids: list[int]) -> set[int]:
+        if not ids:
+            return set()
+        if self.dialect == "duckdb":
+            raw = self._con.connection.driver_connection
+            raw.register("_l059_ids", pd.DataFrame({"i": ids}))
+            try:
+                rows = raw.execute(f"select m.omop_id from {self.etl}.source_id_map m join _l059_ids k "
+                                   "on m.omop_id = k.i where m.omop_table = ?", [table]).fetchall()
+            finally:
+                raw.unregister("_l059_ids")
+        else:
+            rows = self._con.execute(sa.text(f"select omop_id from {self.etl}.source_id_map where omop_table = :t "
+                                             "and omop_id = any(cast(:ids as bigint[]))"),
+                                     {"t": table, "ids": ids}).fetchall()
+        return {int(r[0]) for r in rows}
+
+    def _assign(self, refs: list[Ref], reuse: dict[Ref, int]) -> dict[Ref, int]:
+        """Ids for the batch's own rows: the stored id of a replaced row, else the hash (probed on collision)."""
+        out: dict[Ref, int] = {}
+        todo: dict[str, list[tuple[Ref, str, int]]] = defaultdict(list)
+        for r in refs:
+            if r.table == "death":
+                continue
+            if r in reuse:
+                out[r] = reuse[r]
+            else:
+                text = key_text(self.source_system, r.resource_type, r.source_id, r.row)
+                todo[r.table].append((r, text, 0))
+        for table, items in todo.items():
+            used = {i for ref, i in out.items() if ref.table == table}
+            while items:
+                cands = [(ref, text, p, hashed_id(text, p)) for ref, text, p in items]
+                taken = self._taken(table, [c for *_, c in cands]) | used
+                items = []
+                for ref, text, p, cand in cands:
+                    if cand in taken:
+                        self.report.id_collisions += 1
+                        items.append((ref, text, p + 1))
+                    else:
+                        out[ref] = cand
+                        used.add(cand)
+                        taken.add(cand)
+        return out
+
+    # ----------------------------------------------------------------- writing
+    def _write_ready(self, ready: list[tuple[SourceUnit, list[tuple[str, dict]]]]) -> None:
+        replaced_keys = {(u.resource_type, u.source_id) for u, _ in ready}
+        with self._tx() as con:
+            old = self._fetch_map(replaced_keys, con)  # rows of records loaded before (being replaced)
+            own_refs = [self._own(t, r) for _, rows in ready for t, r in rows]
+            ids = self._assign(own_refs, old)
+            new_ids = {(ref.table, oid) for ref, oid in ids.items()}
+
+            def rid(v):
+                if isinstance(v, Ref):
+                    if v in ids:
+                        return ids[v]
+                    if v in self._ids:
+                        return self._ids[v]
+                    return hashed_id(key_text(self.source_system, v.resource_type, v.source_id, v.row))
+                return v
+
+            # delete replaced rows (children first); referenced tables are upserted instead
+            by_table: dict[str, list[int]] = defaultdict(list)
+            for ref, oid in old.items():
+                if ref.table in _REFERENCED and (ref.table, oid) in new_ids:
+                    continue
+                by_table[ref.table].append(oid)
+            for table in sorted(by_table, key=lambda t: _DELETE_ORDER.index(t) if t in _DELETE_ORDER else -1):
+                n = self._delete_ids(con, self.cdm, table, TABLE_ID.get(table, f"{table}_id"), by_table[table])
+                self.report.rows_deleted[table] += n
+            if old or replaced_keys:
+                self._delete_keys(con, "source_id_map", replaced_keys)
+                self._delete_keys(con, "source_resource", replaced_keys)
+            # rows per table
+            frames: dict[str, list[dict]] = defaultdict(list)
+            map_rows = []
+            touched: set[int] = set()
+            for u, rows in ready:
+                for table, row in rows:
+                    own = self._own(table, row)
+                    out = {k: rid(v) for k, v in row.items()}
+                    frames[table].append(out)
+                    oid = out["person_id"] if table == "death" else out[TABLE_ID[table]]
+                    map_rows.append((u.resource_type, u.source_id, own.row, table, oid))
+                    if "person_id" in out:
+                        touched.add(out["person_id"])
+            for table in sorted(frames, key=lambda t: -_DELETE_ORDER.index(t) if t in _DELETE_ORDER else 0):
+                df = self._frame(table, frames[table])
+                upsert = table in _REFERENCED and any(r.table == table for r in old)
+                n = self._upsert(con, table, df) if upsert else bulk.insert_frame(con, self.cdm, table, df)
+                self.report.rows_inserted[table] += n
+            if map_rows:
+                mdf = pd.DataFrame(map_rows, columns=["resource_type", "source_id", "row_key", "omop_table",
+                                                      "omop_id"])
+                mdf.insert(0, "source_system", self.source_system)
+                mdf["run_id"] = self.run_id
+                mdf["omop_id"] = mdf["omop_id"].astype("int64")
+                bulk.insert_frame(con, self.etl, "source_id_map", mdf)
+            sdf = pd.DataFrame([{
+                "source_system": self.source_system, "resource_type": u.resource_type, "source_id": u.source_id,
+                "version_id": u.version_id, "last_updated": u.last_updated, "content_sha256": u.content_sha256,
+                "run_id": self.run_id, "locator": u.locator, "imputed": "; ".join(u.imputed) or None}
+                for u, _ in ready])
+            bulk.insert_frame(con, self.etl, "source_resource", sdf)
+            if touched:
+                bulk.insert_frame(con, self.etl, "touched_person",
+                                  pd.DataFrame({"run_id": self.run_id, "person_id": sorted(touched)}))
+            self._flush_quarantine(con)
+        for ref, oid in ids.items():
+            if ref.table in _REFERENCED:
+                self._ids[ref] = oid
+        for u, _ in ready:
+            c = self.report.t(u.resource_type)
+            if u.skip_rule:
+                c.skipped[u.skip_rule] += 1
+            else:
+                c.mapped += 1
+            for what in u.imputed:
+                self.report.imputed[f"{u.resource_type}.{what}"] += 1
+
+    def _frame(self, table: str, rows: list[dict]) -> pd.DataFrame:
+        types = self._types[table]
+        cols = [c for c in self._columns[table] if any(c in r for r in rows)]
+        data = {}
+        for c in cols:
+            values = [r.get(c) for r in rows]
+            t = types[c]
+            if t == "integer":
+                data[c] = pd.array(values, dtype="Int64")
+            elif t == "float":
+                data[c] = pd.array([None if v is None else float(v) for v in values], dtype="Float64")
+            elif t in ("date", "datetime"):
+                data[c] = pd.to_datetime(pd.Series(values, dtype="object"))
+            else:
+                data[c] = pd.Series(values, dtype="object")
+        return pd.DataFrame(data)
+
+    def _upsert(self, con: Connection, table: str, df: pd.DataFrame) -> int:
+        """Insert or replace rows by primary key (rows other tables reference cannot be deleted)."""
+        pk = TABLE_ID[table]
+        cols = list(df.columns)
+        sets = ", ".join(f"{c} = excluded.{c}" for c in cols if c != pk)
+        target = f"{self.cdm}.{table}"
+        if self.dialect == "duckdb":
+            raw = con.connection.driver_connection
+            raw.register("_l059_upsert", df)
+            try:
+                raw.execute(f"insert into {target} ({', '.join(cols)}) select {', '.join(cols)} from _l059_upsert "
+                            f"on conflict ({pk}) do update set {sets}")
+            finally:
+                raw.unregister("_l059_upsert")
+        else:
+            con.execute(sa.text(f"create temp table if not exists _l059_upsert_{table} "
+                                f"(like {target}) on commit delete rows"))
+            bulk.insert_frame(con, "pg_temp", f"_l059_upsert_{table}", df)
+            con.execute(sa.text(f"insert into {target} ({', '.join(cols)}) select {', '.join(cols)} "
+                                f"from pg_temp._l059_upsert_{table} on conflict ({pk}) do update set {sets}"))
+        return len(df)
+
+    def _delete_ids(self, con: Connection, schema: str, table: str, col: str, ids: list[int]) -> int:
+        total = 0
+        for i in range(0, len(ids), 1000):
+            chunk = [int(x) for x in ids[i:i + 1000]]
+            q = sa.text(f"delete from {schema}.{table} where {col} in :ids").bindparams(
+                sa.bindparam("ids", expanding=True))
+            total += con.execute(q, {"ids": chunk}).rowcount or 0
+        return total
+
+    def _delete_keys(self, con: Connection, table: str, keys: set[tuple[str, str]]) -> None:
+        keys = list(keys)
+        if self.dialect == "duckdb":
+            raw = con.connection.driver_connection
+            frame = pd.DataFrame({"k_rt": [k[0] for k in keys], "k_sid": [k[1] for k in keys]})
+            raw.register("_l059_del", frame)
+            try:
+                raw.execute(f"delete from {self.etl}.{table} where source_system = ? and "
+                            f"(resource_type, source_id) in (select k_rt, k_sid from _l059_del)",
+                            [self.source_system])
+            finally:
+                raw.unregister("_l059_del")
+        else:
+            con.execute(sa.text(
+                f"delete from {self.etl}.{table} t using unnest(cast(:rts as text[]), cast(:sids as text[])) "
+                "as k(k_rt, k_sid) where t.source_system = :ss and t.resource_type = k.k_rt and "
+                "t.source_id = k.k_sid"),
+                {"rts": [k[0] for k in keys], "sids": [k[1] for k in keys], "ss": self.source_system})
+
+    # ----------------------------------------------------------------- the end
+    def finish(self, status: str | None = None) -> RunReport:
+        """Recompute touched persons' observation periods, commit, store the report."""
+        if self._finished:
+            return self.report
+        with self._tx() as con:
+            self._flush_quarantine(con)
+            params = {"cdm_schema": self.cdm, "etl_schema": self.etl,
+                      "period_type_concept_id": _OBSERVATION_PERIOD_TYPE}
+            con.execute(sa.text(f"delete from {self.cdm}.observation_period where person_id in "
+                                f"(select person_id from {self.etl}.touched_person where run_id = :run_id)"),
+                        {"run_id": self.run_id})
+            res = con.execute(sa.text(render(read_sql("etl", "observation_period.sql"), params)),
+                              {"run_id": self.run_id})
+            self.report.persons_with_period = res.rowcount if res.rowcount and res.rowcount > 0 else 0
+            con.execute(sa.text(f"delete from {self.etl}.touched_person where run_id = :run_id"),
+                        {"run_id": self.run_id})
+        if self._outer is not None:
+            self._outer.commit()
+            self._outer = None
+        self.report.status = status or ("loaded with quarantine" if self.report.quarantined else "loaded")
+        self._close(self.report.status)
+        return self.report
+
+    def abort(self, exc: BaseException | None, status: str = "failed") -> None:
+        """Roll back what is open, keep the run's record (and, in strict mode, why it stopped)."""
+        if self._finished:
+            return
+        try:
+            if self._outer is not None:
+                self._outer.rollback()
+                self._outer = None
+        finally:
+            self.report.status = status
+            if exc is not None:
+                self.report.notes[f"error: {type(exc).__name__}"] += 1
+            pending, self._pending_q = self._pending_q, []
+            self._close(status, pending)
+
+    def _close(self, status: str, quarantine: list[Quarantined] | None = None) -> None:
+        self._finished = True
+        if self._con is not None:
+            self._con.close()
+            self._con = None
+        with self.engine.begin() as con:
+            if quarantine:
+                self._pending_q = quarantine
+                self._flush_quarantine(con)
+            con.execute(self._t("load_run").update().where(self._t("load_run").c.run_id == self.run_id).values(
+                finished_at=dt.datetime.now(dt.timezone.utc).replace(tzinfo=None), status=status,
+                counts_json=self.report.to_json()))
+
+
+class _Begin:
+    def __init__(self, con: Connection) -> None:
+        self.con = con
+
+    def __enter__(self) -> Connection:
+        self.tx = self.con.begin()
+        return self.con
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        if exc_type is None:
+            self.tx.commit()
+        else:
+            self.tx.rollback()
+        return False
+
+
+_SOFT = ("measurement_event_id", "observation_event_id")
+
+
+def _foreign(own: Ref, row: dict) -> list[Ref]:
+    """The Refs of a row that must exist first (person_id of an event, visit_occurrence_id ...); links to
+    related events (measurement_event_id) are soft: filled when known, else the predicted hash id."""
+    return [v for k, v in row.items() if isinstance(v, Ref) and v != own and k not in _SOFT]
+
+
+def _with_event_table(f: Fact, routed_by_key: dict[str, str]) -> Fact:
+    from dataclasses import replace
+
+    table = routed_by_key.get(f.event.row)
+    if table is None:
+        return replace(f, event=None)
+    return replace(f, event=Ref(table, f.event.resource_type, f.event.source_id, f.event.row))
+
+
+def dumps_payload(resource) -> str:
+    return resource if isinstance(resource, str) else json.dumps(resource, ensure_ascii=False)
+
