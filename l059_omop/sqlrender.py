@@ -77,3 +77,50 @@ def translate(sql: str, dialect: str, pretty: bool = True) -> list[str]:
 def engine_dialect(engine_dialect_name: str) -> str:
     """SQLAlchemy dialect name -> our dialect name."""
     return {"postgresql": "postgresql", "duckdb": "duckdb"}.get(engine_dialect_name, engine_dialect_name)
+
+
+# --- portable translation of whole OHDSI SQL scripts (used by the cohort; extends translate()) -------------
+
+def _portable_fixes(tree: sqlglot.exp.Expression, dialect: str) -> sqlglot.exp.Expression:
+    """Rewrites sqlglot does not do by itself, so that one OHDSI SQL source runs on every engine:
+
+    - SQL Server ``FLOAT`` is double precision; sqlglot maps it to a 4-byte REAL on several engines.
+    - ``WITH ... INSERT`` (SQL Server's order) becomes ``INSERT ... WITH ... SELECT``, the order every
+      other engine accepts (Snowflake and Oracle reject a CTE before INSERT).
+    - ``DATEADD(day, n, d)`` becomes ``d + n`` where date + integer is a date (PostgreSQL, DuckDB, Oracle,
+      Redshift), instead of a timestamp from ``+ INTERVAL`` (PostgreSQL, DuckDB) or an invalid call (Oracle).
+    """
+    from sqlglot import exp
+
+    def fix(node: exp.Expression) -> exp.Expression:
+        if isinstance(node, exp.DataType) and node.this in (exp.DataType.Type.FLOAT,):
+            return exp.DataType.build("double")
+        if (dialect in ("postgresql", "duckdb", "oracle", "redshift") and isinstance(node, exp.DateAdd)
+                and (node.unit is None or node.unit.name.upper() in ("DAY", "DD", "D"))):
+            return exp.paren(exp.Add(this=node.this, expression=exp.paren(node.expression, copy=False)), copy=False)
+        return node
+
+    tree = tree.transform(fix)
+    if dialect not in ("tsql", "sql server"):
+        with_ = tree.args.get("with") or tree.args.get("with_")
+        if isinstance(tree, exp.Insert) and with_ is not None:
+            key = "with" if tree.args.get("with") is not None else "with_"
+            tree.set(key, None)
+            select = tree.expression
+            select.set(key, with_)
+    return tree
+
+
+def translate_script(sql: str, dialect: str, pretty: bool = True) -> list[str]:
+    """Translate rendered SQL Server SQL (several statements) into ``dialect`` with the portable fixes
+    above; one string per statement, comments dropped."""
+    if dialect not in DIALECTS:
+        raise BadInput(f"unknown dialect {dialect!r}; choose one of {', '.join(DIALECTS)}")
+    target = _SQLGLOT_NAME.get(dialect, dialect)
+    out = []
+    for tree in sqlglot.parse(sql, read="tsql"):
+        if tree is None:
+            continue
+        tree = _portable_fixes(tree, dialect)
+        out.append(tree.sql(dialect=target, pretty=pretty, comments=False))
+    return [s for s in out if s.strip()]
