@@ -119,8 +119,9 @@ def _cohort_artefacts(contents: PackageContents, analysis: dict) -> dict:
     return info
 
 
-def collect_contents(analysis: dict | None = None) -> tuple[PackageContents, dict]:
-    """The files of a package made from this installation, and the definition facts for the manifest."""
+def collect_contents(analysis: dict | None = None) -> tuple[PackageContents, dict, dict]:
+    """The files of a package made from this installation, the definition facts for the manifest, and the
+    complete analysis settings (with the cohort's and outcomes' parameters)."""
     analysis = {**DEFAULT_ANALYSIS, **(analysis or {})}
     contents = PackageContents()
     n_sql = _add_tree(contents, sql_path("cohorts", "l059"), "cohort/ohdsi", (".sql",))
@@ -135,7 +136,7 @@ def collect_contents(analysis: dict | None = None) -> tuple[PackageContents, dic
                       if p.startswith(("cohort/ohdsi/", "concept_sets/")))
     definition.setdefault("cohort_id", analysis["cohort_id"])
     definition["definition_sha256"] = sha256_bytes(source)
-    return contents, definition
+    return contents, definition, analysis
 
 
 def build_manifest(contents: PackageContents, definition: dict, analysis: dict,
@@ -173,8 +174,7 @@ def write_zip(path: Path, manifest: dict, files: dict[str, bytes]) -> bytes:
 
 def make_package(out: Path, analysis: dict | None = None, created: dt.datetime | None = None) -> StudyPackage:
     """Build the study package from this installation's definition files and write it to ``out``."""
-    contents, definition = collect_contents(analysis)
-    merged = {**DEFAULT_ANALYSIS, **(analysis or {})}
+    contents, definition, merged = collect_contents(analysis)
     manifest = build_manifest(contents, definition, merged, created)
     manifest_bytes = write_zip(Path(out), manifest, contents.files)
     return StudyPackage(manifest, dict(contents.files), sha256_bytes(manifest_bytes), str(out))
