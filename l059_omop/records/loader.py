@@ -29,7 +29,7 @@ from l059_omop.etl.report import RunReport
 from l059_omop.etl.sink import Sink
 from l059_omop.records import reader
 from l059_omop.records.mapper import PATIENT, Resolved, TableRows, codes_needed, map_chunk
-from l059_omop.records.spec import MappingSpec, SourceSpec, check_header, load_spec
+from l059_omop.records.spec import MappingSpec, SourceSpec, SpecError, check_header, load_spec
 from l059_omop.vocab import Vocabulary
 
 log = logging.getLogger(__name__)
@@ -189,7 +189,12 @@ def load_records(engine: Engine, mapping: str | Path, paths: list[str | Path], *
     spec = load_spec(mapping)
     inputs, ignored = reader.plan(spec, [Path(p) for p in paths])
     for inp in inputs:
-        check_header(spec, inp.source, reader.header(inp), inp.label)
+        head = reader.header(inp)
+        if any(reader.BAD_BYTES in h for h in head):
+            raise SpecError(spec.path, inp.source.line, f"sources.{inp.source.name}.encoding",
+                            f"the header of {inp.label} is not valid {inp.source.encoding}: declare the file's "
+                            "encoding (e.g. encoding: gb18030)")
+        check_header(spec, inp.source, head, inp.label)
     _check_concepts(engine, cdm, spec)
     vocab = Vocabulary(engine, cdm)
     res = _resolved_static(engine, cdm, spec, vocab)

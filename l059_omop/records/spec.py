@@ -29,7 +29,7 @@ TOP_KEYS = {"l059_records_mapping", "site", "description", "defaults", "patient_
             "sources"}
 DEFAULT_KEYS = {"encoding", "delimiter", "date_format", "type_concept_id", "chunk_rows"}
 SOURCE_KEYS = {"file", "sheet", "encoding", "delimiter", "date_format", "patient_id", "key", "outputs",
-               "description", "header_row"}
+               "description"}
 OUTPUT_KEYS = {"table", "fields", "when", "description"}
 FIELD_KEYS = {"column", "value", "ref", "format", "part", "vocabulary", "code_table", "unmapped", "range", "dose",
               "unit_column", "units", "strength_from", "default", "description", "required"}

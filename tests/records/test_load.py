@@ -1,0 +1,138 @@
+"""load_records end to end on DuckDB and PostgreSQL: counts, quarantine, idempotency, encodings, Excel."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import sqlalchemy as sa
+
+from l059_omop.errors import BadInput
+from l059_omop.records import SpecError, load_records
+from l059_omop.resources import mappings_path
+from tests.records import extracts
+
+TEMPLATE = mappings_path("records", "synth_site.yaml")
+TABLES = ("person", "condition_occurrence", "drug_exposure", "measurement", "observation", "death",
+          "visit_occurrence", "observation_period")
+
+
+def spec_copy(tmp_path: Path, edit=None) -> Path:
+    text = TEMPLATE.read_text(encoding="utf-8")
+    if edit:
+        text = edit(text)
+    shutil.copytree(TEMPLATE.parent / "synth_site", tmp_path / "synth_site", dirs_exist_ok=True)
+    out = tmp_path / "site.yaml"
+    out.write_text(text, encoding="utf-8")
+    return out
+
+
+def counts(engine) -> dict[str, int]:
+    with engine.connect() as con:
+        return {t: con.execute(sa.text(f"select count(*) from cdm.{t}")).scalar_one() for t in TABLES}
+
+
+def dump(engine) -> dict[str, list[tuple]]:
+    out = {}
+    with engine.connect() as con:
+        for t in TABLES:
+            rows = con.execute(sa.text(f"select * from cdm.{t}")).fetchall()
+            out[t] = sorted(tuple(str(v) for v in r) for r in rows)
+    return out
+
+
+def test_load_with_broken_rows_gb18030_and_bom(rec_engine, tmp_path):
+    spec = spec_copy(tmp_path, lambda t: t.replace('    file: "diagnoses*.csv"\n',
+                                                   '    file: "diagnoses*.csv"\n    encoding: gb18030\n'))
+    folder = extracts.write(tmp_path / "x", broken=True, encodings={"diagnoses.csv": "gb18030"})
+    (folder / "truth.csv").write_text("not an extract\n")  # ignored: matches no source
+    assert (folder / "patients.csv").read_bytes().startswith(b"\xef\xbb\xbf")
+    result = load_records(rec_engine, spec, [folder])
+    rep = result.report
+    assert rep.check() == [] and rep.read == rep.mapped + rep.quarantined + rep.skipped
+    assert result.ignored == [str(folder / "truth.csv")]
+    n = counts(rec_engine)
+    exp = dict(extracts.EXPECTED)
+    assert {t: n[t] for t in exp} == exp
+    assert n["observation_period"] == 2  # the third patient has no dated record
+    with rec_engine.connect() as con:
+        q = con.execute(sa.text("select source_locator, reason, payload from etl.quarantine")).fetchall()
+        names = con.execute(sa.text("select condition_source_value from cdm.condition_occurrence")).scalars().all()
+        psv = con.execute(sa.text("select person_source_value from cdm.person")).scalars().all()
+        drugs = dict(con.execute(sa.text("select drug_source_value, drug_concept_id from cdm.drug_exposure")).all())
+        runs = con.execute(sa.text("select status, counts_json from etl.load_run")).all()
+    got = {Path(loc.split(":row")[0]).name: reason.split(":")[0] for loc, reason, _ in q}
+    assert got == extracts.BROKEN_REASONS
+    assert "M80410/3 C34.1" in names  # read from the GB18030 file
+    for hid, name in zip(extracts.HOSPITAL_IDS, extracts.NAMES, strict=True):
+        assert hid not in psv and name not in psv
+        assert all(hid not in (p or "") for _, _, p in q)
+    assert drugs["安罗替尼胶囊 12mg"] == 2000000004
+    assert drugs["盐酸安罗替尼胶囊"] == 2000000003  # ingredient + '10mg' in the dose text
+    assert drugs["安罗替尼"] == 2000000002
+    assert runs[0][0] == "loaded with quarantine"
+
+
+def test_reload_is_idempotent(rec_engine, tmp_path):
+    spec = spec_copy(tmp_path)
+    folder = extracts.write(tmp_path / "x")
+    first = load_records(rec_engine, spec, [folder], chunk_rows=2)
+    before = dump(rec_engine)
+    second = load_records(rec_engine, spec, [folder])
+    assert dump(rec_engine) == before
+    assert second.report.mapped == first.report.mapped
+    assert sum(c.unchanged for c in second.report.types.values()) == second.report.mapped
+    assert not second.report.rows_inserted
+
+
+def test_xlsx_gives_the_same_rows_as_csv(rec_engine, rec_duckdb, tmp_path):
+    sheets = {"patients*.csv": "patients", "diagnoses*.csv": "diagnoses", "staging*.csv": "staging",
+              "drug_*.csv": "drug_orders", "labs*.csv": "labs", "imaging*.csv": "imaging",
+              "adverse_events*.csv": "adverse_events", "followup*.csv": "followup"}
+    xspec = spec_copy(tmp_path / "xs", lambda t: re.sub(r'file: "([^"]+)"', lambda m: f"sheet: {sheets[m[1]]}", t))
+    book = extracts.write_xlsx(tmp_path / "export.xlsx")
+    rep = load_records(rec_engine, xspec, [book]).report
+    assert rep.quarantined == 0 and rep.check() == []
+    load_records(rec_duckdb, spec_copy(tmp_path / "cs"), [extracts.write(tmp_path / "x")])
+    assert dump(rec_duckdb) == dump(rec_engine)
+
+
+def test_unknown_column_fails_before_loading(rec_engine, tmp_path):
+    spec = spec_copy(tmp_path)
+    folder = extracts.write(tmp_path / "x")
+    df = pd.read_csv(folder / "labs.csv", dtype=str, encoding="utf-8-sig").rename(columns={"参考范围": "参考值"})
+    df.to_csv(folder / "labs.csv", index=False, encoding="utf-8-sig")
+    line = next(i for i, t in enumerate(spec.read_text(encoding="utf-8").splitlines(), 1) if "range_low" in t)
+    with pytest.raises(SpecError) as err:
+        load_records(rec_engine, spec, [folder])
+    assert str(err.value).startswith(f"{spec}:{line}:") and "'参考范围' is not in" in str(err.value)
+    assert sum(counts(rec_engine).values()) == 0
+    with rec_engine.connect() as con:
+        assert con.execute(sa.text("select count(*) from etl.load_run")).scalar_one() == 0
+
+
+def test_wrong_encoding_fails_naming_the_source(tmp_path, rec_duckdb):
+    folder = extracts.write(tmp_path / "x", encodings={"diagnoses.csv": "gb18030"})  # spec says UTF-8
+    with pytest.raises(SpecError, match=r"sources.diagnoses.encoding: the header of .* is not valid utf-8-sig"):
+        load_records(rec_duckdb, spec_copy(tmp_path), [folder])
+
+
+def test_undecodable_row_is_quarantined(tmp_path, rec_duckdb):
+    folder = extracts.write(tmp_path / "x")
+    with (folder / "diagnoses.csv").open("ab") as fh:
+        fh.write(b"ZY000123,2022-03-01,C34.901," + b"\xc3\x28\xff\r\n")
+    rep = load_records(rec_duckdb, spec_copy(tmp_path), [folder]).report
+    t = rep.types["diagnoses"]
+    assert t.quarantined["bytes not valid in encoding utf-8-sig"] == 1 and t.mapped == 3
+    assert rep.check() == []
+
+
+def test_explicit_file_matching_no_source(tmp_path, rec_duckdb):
+    engine = rec_duckdb
+    stray = tmp_path / "other.csv"
+    stray.write_text("a,b\n1,2\n")
+    with pytest.raises(BadInput, match="matches no source"):
+        load_records(engine, spec_copy(tmp_path), [stray])
