@@ -11,6 +11,7 @@ import datetime as dt
 import logging
 from collections import defaultdict
 from collections.abc import Iterable
+from functools import lru_cache
 
 import pandas as pd
 from sqlalchemy.engine import Engine
@@ -33,14 +34,60 @@ _IDENT_PARAMS = ("cdm_field", "fk_field", "standard_field", "after_field", "end_
 _NULL_FIELD_APPLIES = {"cdmField", "cdmDatatype", "isRequired", "measureValueCompleteness"}
 
 
-def _render(check: Check, index: int, schema: str, dialect: str | None = None) -> str:
+def _params(check: Check, index: int, schema: str) -> dict[str, object]:
     params: dict[str, object] = {"cdm_schema": schema, "cdm_table": check.table, "check_index": index}
     if check.field:
         params["cdm_field"] = Ident(check.field)
     for key, value in check.params.items():
         params[key] = Ident(value) if key in _IDENT_PARAMS else value
-    sql = render(read_sql("dq", check.sql_file), params)
-    return "\n".join(translate(sql, dialect)) if dialect else sql
+    return params
+
+
+def _sentinel(key: str, value: object, k: int) -> object:
+    """A stand-in of the same kind as ``value`` that renders to a token found nowhere else in the SQL."""
+    if isinstance(value, Ident) or key.endswith(("_schema", "_table")):
+        return Ident(f"zzq{k}zz")
+    if isinstance(value, dt.date):
+        return dt.date(1111, 1 + k // 28, 1 + k % 28)
+    return [_SENTINEL_BASE + k] if isinstance(value, (list, tuple)) else _SENTINEL_BASE + k
+
+
+_SENTINEL_BASE = 987650000
+
+
+@lru_cache(maxsize=256)
+def _translated_template(sql_file: str, dialect: str, kinds: tuple[tuple[str, str], ...]) -> tuple[str, tuple]:
+    """Translate a template once per dialect (sqlglot is the slow part), with sentinels where the values go."""
+    samples = {"ident": Ident("x"), "date": dt.date(2000, 1, 1), "list": [1], "number": 1}
+    sentinels = {key: _sentinel(key, samples[kind], k) for k, (key, kind) in enumerate(kinds)}
+    rendered = render(read_sql("dq", sql_file), sentinels)
+    tokens = tuple((key, render(f"@{key}", {key: v})) for key, v in sentinels.items())
+    return " ".join(translate(rendered, dialect, pretty=False)), tokens
+
+
+def _kind(key: str, value: object) -> str:
+    if isinstance(value, Ident) or key.endswith(("_schema", "_table")):
+        return "ident"
+    if isinstance(value, dt.date):
+        return "date"
+    return "list" if isinstance(value, (list, tuple)) else "number"
+
+
+def _render(check: Check, index: int, schema: str, dialect: str) -> str:
+    """The check's SQL in ``dialect``: the cached translation with the real (validated) values put back."""
+    params = _params(check, index, schema)
+    kinds = tuple(sorted((key, _kind(key, v)) for key, v in params.items()))
+    sql, tokens = _translated_template(check.sql_file, dialect, kinds)
+    # longest tokens first, so that a sentinel is never replaced inside a longer one
+    for key, token in sorted(tokens, key=lambda kt: -len(kt[1])):
+        sql = sql.replace(token, render(f"@{key}", {key: params[key]}))
+    return sql
+
+
+def render_direct(check: Check, index: int, schema: str, dialect: str) -> str:
+    """The same SQL rendered and translated in one go (slow; the reference ``_render`` is tested against)."""
+    return " ".join(translate(render(read_sql("dq", check.sql_file), _params(check, index, schema)), dialect,
+                              pretty=False))
 
 
 def _catalog(engine: Engine, schema: str) -> dict[str, dict[str, str]]:
@@ -96,9 +143,9 @@ def _run_sql_checks(engine: Engine, schema: str, items: list[tuple[int, Check]],
     for _, group in sorted(plain.items()):
         for start in range(0, len(group), BATCH):
             batch = group[start:start + BATCH]
-            sql = "\nUNION ALL\n".join(_render(c, i, schema) for i, c in batch)
+            sql = "\nUNION ALL\n".join(_render(c, i, schema, dialect) for i, c in batch)
             try:
-                rows = _execute(engine, "\n".join(translate(sql, dialect, pretty=False)))
+                rows = _execute(engine, sql)
             except Exception:  # noqa: BLE001 - isolate the failing check(s)
                 for i, c in batch:
                     one(i, c)
