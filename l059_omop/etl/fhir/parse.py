@@ -116,7 +116,12 @@ def process_resource(res, ctx: Context, payload: str | None, out: Result, valida
         out.quarantined.append(Quarantined(rtype, None, ctx.locator, "missing id: the resource has no id or fullUrl",
                                            payload))
         return
-    got = map_resource(res, ctx, sid, r)
+    try:
+        got = map_resource(res, ctx, sid, r)
+    except Exception as exc:  # noqa: BLE001 - a shape the mappers did not expect must not stop the load
+        out.quarantined.append(Quarantined(rtype, sid, ctx.locator, f"mapping failed: {type(exc).__name__}: {exc}",
+                                           payload))
+        return
     if isinstance(got, SourceUnit):
         got.content_sha256 = digest(payload, ctx.timezone)
         out.units.append(got)
@@ -168,23 +173,28 @@ def process_bundle(bundle: dict, locator: str, timezone: str | None, out: Result
         if not isinstance(res, dict):
             continue
         rtype, rid = res.get("resourceType"), res.get("id") or _id_from_full_url(e.get("fullUrl"))
-        if e.get("fullUrl") and rtype and rid:
+        if not isinstance(rtype, str) or not isinstance(rid, str):
+            continue
+        if isinstance(e.get("fullUrl"), str):
             ctx.full_urls[e["fullUrl"]] = (rtype, rid)
-        if rtype and rid:
-            ctx.full_urls[f"{rtype}/{rid}"] = (rtype, rid)
-            for ident in res.get("identifier") or []:
-                if ident.get("value"):
-                    ctx.conditional[f"{rtype}?identifier={ident.get('system', '')}|{ident['value']}"] = (rtype, rid)
-                    ctx.conditional[f"{rtype}?identifier={ident['value']}"] = (rtype, rid)
-            cond = (e.get("request") or {}).get("ifNoneExist")
-            if cond:
-                ctx.conditional[f"{rtype}?{cond}"] = (rtype, rid)
-            if rtype == "Medication":
-                for k in (e.get("fullUrl"), rid, f"Medication/{rid}"):
-                    if k:
-                        ctx.medications[k] = res
-    order = sorted(range(len(entries)), key=lambda i: type_priority(
-        ((entries[i] or {}).get("resource") or {}).get("resourceType") if isinstance(entries[i], dict) else None))
+        ctx.full_urls[f"{rtype}/{rid}"] = (rtype, rid)
+        idents = res.get("identifier") or []
+        for ident in idents if isinstance(idents, list) else [idents]:
+            if isinstance(ident, dict) and isinstance(ident.get("value"), str):
+                ctx.conditional[f"{rtype}?identifier={ident.get('system', '')}|{ident['value']}"] = (rtype, rid)
+                ctx.conditional[f"{rtype}?identifier={ident['value']}"] = (rtype, rid)
+        cond = (e.get("request") or {}).get("ifNoneExist") if isinstance(e.get("request"), dict) else None
+        if isinstance(cond, str):
+            ctx.conditional[f"{rtype}?{cond}"] = (rtype, rid)
+        if rtype == "Medication":
+            for k in (e.get("fullUrl"), rid, f"Medication/{rid}"):
+                if k:
+                    ctx.medications[k] = res
+    def prio(e) -> int:
+        res = e.get("resource") if isinstance(e, dict) else None
+        return type_priority(res.get("resourceType") if isinstance(res, dict) else None)
+
+    order = sorted(range(len(entries)), key=lambda i: prio(entries[i]))
     for i in order:
         e = entries[i]
         res = e.get("resource") if isinstance(e, dict) else None
@@ -195,6 +205,7 @@ def process_bundle(bundle: dict, locator: str, timezone: str | None, out: Result
         ctx.locator = f"{locator}#entry[{i}]"
         if isinstance(res, dict) and res.get("resourceType") == "Bundle":
             process_bundle(res, ctx.locator, timezone, out, validate)
+            ctx.locator = locator
             continue
         process_resource(res, ctx, None, out, validate, _id_from_full_url(e.get("fullUrl")))
 
