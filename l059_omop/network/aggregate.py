@@ -96,68 +96,98 @@ def _attrition(attrition: pd.DataFrame | None, k: int, log: SuppressionLog) -> p
     return pd.DataFrame(rows, columns=cols).astype({c: "Int64" for c in cols[2:]})
 
 
+MIN_DETAIL_KEPT = 0.5  # a subgroup partition is published only if "all" keeps half its bins on shared bins
+KM_GROUP_FACTOR = 4  # under suppression, subgroups smaller than 4 x min_cell_count share one "other" curve
+
+
 def _subgroup_sizes(p: pd.DataFrame, subgroups: list[str], k: int, log: SuppressionLog, notes: list[str]
                     ) -> tuple[list[dict], dict[str, dict[str, np.ndarray]]]:
-    """Subgroup size rows for counts.csv, and per partition the groups whose life tables may be published
-    (suppressed levels merged into one group, which is then at least min_cell_count)."""
+    """Subgroup size rows for counts.csv, and per partition the groups whose life tables may be published.
+
+    Under suppression a level gets its own curve only when its size is published and >= 4 x k; every
+    other level (including all suppressed ones) shares one "other" curve, so its size reveals no more than
+    the sum of the suppressed sizes, which is >= k.
+    """
     rows: list[dict] = []
     publishable: dict[str, dict[str, np.ndarray]] = {}
     for sg in subgroups:
         levels = sorted(p[sg].unique())
         cells = {lv: int((p[sg] == lv).sum()) for lv in levels}
         shown, reasons = partition(cells, {}, k)
-        groups: dict[str, np.ndarray] = {}
-        merged = [lv for lv in levels if shown[lv] is None]
         for lv in levels:
             rows.append({"item": f"persons {sg}={lv}", "value": shown[lv]})
             if shown[lv] is None:
                 log.add("counts.csv", f"persons {sg}={lv}", "value", reasons.get(lv, SMALL))
-            else:
+        groups: dict[str, np.ndarray] = {}
+        if k <= 1:
+            for lv in levels:
                 groups[f"{sg}={lv}"] = (p[sg] == lv).to_numpy()
-        if merged:
-            mask = p[sg].isin(merged).to_numpy()
-            if mask.sum() >= k:
-                groups[f"{sg}=other ({', '.join(merged)})"] = mask
-            else:
-                notes.append(f"subgroup {sg}: levels {', '.join(merged)} too small to publish")
+        else:
+            own = [lv for lv in levels if shown[lv] is not None and cells[lv] >= KM_GROUP_FACTOR * k]
+            rest = [lv for lv in levels if lv not in own]
+            for lv in own:
+                groups[f"{sg}={lv}"] = (p[sg] == lv).to_numpy()
+            if rest:
+                mask = p[sg].isin(rest).to_numpy()
+                if mask.sum() < k:
+                    notes.append(f"subgroup {sg}: too few persons outside the large levels; no curves by {sg}")
+                    groups = {}
+                else:
+                    groups[f"{sg}=other ({', '.join(rest)})"] = mask
+            if len(groups) < 2:
+                groups = {}
         publishable[sg] = groups
     return rows, publishable
 
 
 def _life_tables(p: pd.DataFrame, endpoints: list[str], groups: dict[str, dict[str, np.ndarray]], k: int,
                  log: SuppressionLog, notes: list[str]) -> tuple[pd.DataFrame, bool]:
+    """Life tables per endpoint: exact without suppression; with it, "all" and the curves of one subgroup
+    partition on shared bins (a second partition's bins would allow differencing against the first)."""
     frames = []
-    exact = k <= 1
     for ep in endpoints:
         time = pd.to_numeric(p[f"{ep}_days"], errors="coerce")
         event = pd.to_numeric(p[f"{ep}_event"], errors="coerce")
-        ok = time.notna() & event.notna()
+        ok = (time.notna() & event.notna()).to_numpy()
         t, e = time[ok].to_numpy(float), event[ok].to_numpy(int)
-        tables = None
-        partitions = list(groups)
-        while tables is None:
-            masks = {name: m[ok.to_numpy()] for sg in partitions for name, m in groups[sg].items()}
-            tables = lifetable.coarsen_joint(t, e, masks, k)
+        if k <= 1:
+            tables = lifetable.coarsen_joint(t, e, {}, k)
+            for gs in groups.values():
+                sub = lifetable.coarsen_joint(t, e, {n: m[ok] for n, m in gs.items()}, k)
+                tables.update({n: v for n, v in sub.items() if n != "all"})
+        else:
+            alone = lifetable.coarsen_joint(t, e, {}, k)
+            tables = None
+            published = None
+            for sg, gs in groups.items():
+                if not gs:
+                    continue
+                if published is None and alone is not None:
+                    joint = lifetable.coarsen_joint(t, e, {n: m[ok] for n, m in gs.items()}, k)
+                    if joint is not None and len(joint["all"]) >= MIN_DETAIL_KEPT * len(alone["all"]):
+                        tables, published = joint, sg
+                        continue
+                    reason = (WITHHELD if joint is None else
+                              "withheld: shared bins with these subgroups would coarsen the whole-cohort table")
+                else:
+                    reason = "withheld: one subgroup partition per endpoint under suppression"
+                log.add("km_life_table.csv", f"{ep} {sg}=*", "*", reason)
+                notes.append(f"{ep}: life tables by {sg} {reason}")
             if tables is None:
-                if not partitions:
-                    break
-                dropped = partitions.pop()
-                log.add("km_life_table.csv", f"{ep} {dropped}=*", "*", WITHHELD)
-                notes.append(f"{ep}: life tables by {dropped} withheld (no binning without small counts)")
-        if tables is None:
-            log.add("km_life_table.csv", f"{ep} all", "*", WITHHELD)
-            notes.append(f"{ep}: life table withheld (too few persons or events)")
-            continue
-        if k > 1:
+                tables = alone
+            if tables is None:
+                log.add("km_life_table.csv", f"{ep} all", "*", WITHHELD)
+                notes.append(f"{ep}: life table withheld (too few persons or events)")
+                continue
             log.add("km_life_table.csv", f"{ep} *", "time", COARSENED)
-        for name, lt in tables.items():
-            lt = lt.copy()
+        for name in sorted(tables, key=lambda x: (x != "all", x)):
+            lt = tables[name].copy()
             lt.insert(0, "subgroup", name)
             lt.insert(0, "endpoint", ep)
             frames.append(lt)
     cols = ["endpoint", "subgroup", "time", "at_risk", "events", "censored"]
     out = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=cols)
-    return out[cols], exact
+    return out[cols], k <= 1
 
 
 def _response(p: pd.DataFrame, k: int, log: SuppressionLog) -> pd.DataFrame:

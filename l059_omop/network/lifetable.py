@@ -147,111 +147,123 @@ def survival_at(km: pd.DataFrame, t: float) -> tuple[float, float, float]:
 
 
 def coarsen(lt: pd.DataFrame, min_cell_count: int) -> pd.DataFrame | None:
-    """Merge consecutive rows so that each row's events and censored are 0 or >= min_cell_count.
-
-    A merged row carries the time of its last event (or last time when it has none), the number at risk
-    at its start, and the summed events and censored. Differences of numbers at risk are then sums of
-    allowed counts, so nothing below the threshold can be derived. The last row holds everyone left, so
-    no small remainder shows either. Returns None when the table cannot be made safe (e.g. too few
-    persons): it is then withheld.
-    """
-    k = int(min_cell_count)
+    """A life table made safe for publication (see ``coarsen_joint``); None when that is impossible."""
     lt = _normalize(lt)
+    k = int(min_cell_count)
     if k <= 1 or not len(lt):
         return lt
-
-    def ok(v: int) -> bool:
-        return v == 0 or v >= k
-
-    bins: list[list[int]] = []  # row indices per bin
-    current: list[int] = []
-    d_sum = c_sum = 0
-    ev = lt["events"].to_numpy()
-    ce = lt["censored"].to_numpy()
-    for i in range(len(lt)):
-        current.append(i)
-        d_sum += int(ev[i])
-        c_sum += int(ce[i])
-        if d_sum + c_sum > 0 and ok(d_sum) and ok(c_sum):
-            bins.append(current)
-            current, d_sum, c_sum = [], 0, 0
-    if current:
-        if not bins:
-            return None
-        bins[-1].extend(current)
-    # merging the tail may break the last bin: merge backwards until it holds
-    while bins:
-        last = bins[-1]
-        d_last, c_last = int(ev[last].sum()), int(ce[last].sum())
-        if ok(d_last) and ok(c_last):
-            break
-        if len(bins) == 1:
-            return None
-        bins[-2].extend(bins.pop())
-    rows = []
-    times = lt["time"].to_numpy()
-    n = lt["at_risk"].to_numpy()
-    for b in bins:
-        with_events = [i for i in b if ev[i] > 0]
-        t = times[with_events[-1]] if with_events else times[b[-1]]
-        rows.append((float(t), int(n[b[0]]), int(ev[b].sum()), int(ce[b].sum())))
-    return pd.DataFrame(rows, columns=COLUMNS)
+    tables = _coarsen_counts(lt["time"].to_numpy(), lt["events"].to_numpy()[None, :],
+                             lt["censored"].to_numpy()[None, :], k)
+    return None if tables is None else tables[0]
 
 
 def coarsen_joint(time: Sequence[float], event: Sequence[int | bool], groups: dict[str, Sequence],
                   min_cell_count: int) -> dict[str, pd.DataFrame] | None:
-    """Life tables of the whole set ("all") and of each group, coarsened on one shared set of bins.
+    """Life tables of the whole set ("all") and of the groups of ONE partition, coarsened on shared bins.
 
-    ``groups``: name -> boolean mask of the persons in the group (groups of one partition must cover
-    everyone once). Bins close only when every table's events and censored in the bin are 0 or >=
-    min_cell_count, so differences between tables (all minus a subgroup, at shared times) show nothing
-    smaller either. Without suppression (min_cell_count <= 1) the exact life tables are returned. None
-    when no safe binning exists.
+    ``groups``: name -> boolean mask; the groups must cover every person exactly once, so that "all" is
+    their sum. Rules (min_cell_count k > 1):
+
+    - a bin closes at the first time when "all" has >= k events since the last bin and every group has 0
+      or >= k; the bin's time is its last event time, its at_risk the number at risk at its start;
+    - censorings are released in a bin only once a group has >= k of them pending; until then those
+      persons count as still at risk (a small, documented shift of their censoring time);
+    - what remains at the end goes into the last bin (merged backwards until it is safe).
+
+    Every published count, and every difference of numbers at risk within or between these tables, is
+    then 0 or >= k. Without suppression (k <= 1) the exact life tables are returned. None when no safe
+    binning exists.
     """
     t = np.asarray(time, dtype=float)
     e = np.asarray(event).astype(bool)
-    masks = {"all": np.ones(len(t), dtype=bool)}
-    masks.update({name: np.asarray(m, dtype=bool) for name, m in groups.items()})
+    masks = {name: np.asarray(m, dtype=bool) for name, m in groups.items()}
     k = int(min_cell_count)
     if k <= 1:
-        return {name: life_table(t[m], e[m]) for name, m in masks.items()}
+        out = {"all": life_table(t, e)}
+        out.update({name: life_table(t[m], e[m]) for name, m in masks.items()})
+        return out
     if not len(t):
         return None
+    if masks:
+        cover = np.sum(np.vstack(list(masks.values())), axis=0)
+        if not np.all(cover == 1):
+            raise ValueError("groups must cover every person exactly once")
+    else:
+        masks = {"all": np.ones(len(t), dtype=bool)}
     times, inverse = np.unique(t, return_inverse=True)
     nt = len(times)
     d = np.vstack([np.bincount(inverse[m], weights=e[m], minlength=nt) for m in masks.values()]).astype(np.int64)
     tot = np.vstack([np.bincount(inverse[m], minlength=nt) for m in masks.values()]).astype(np.int64)
-    c = tot - d
+    tables = _coarsen_counts(times, d, tot - d, k)
+    if tables is None:
+        return None
+    names = list(masks)
+    out = {name: tables[i] for i, name in enumerate(names)}
+    if "all" not in out:
+        out["all"] = _sum_tables(tables)
+    return out
+
+
+def _sum_tables(tables: list[pd.DataFrame]) -> pd.DataFrame:
+    """Sum tables that share one set of bins (rows may be missing where a group had nothing)."""
+    allrows = pd.concat(tables, ignore_index=True)
+    g = allrows.groupby("time", sort=True).agg(events=("events", "sum"), censored=("censored", "sum")).reset_index()
+    g["at_risk"] = (g["events"] + g["censored"])[::-1].cumsum()[::-1]
+    return g[COLUMNS].astype({"at_risk": np.int64, "events": np.int64, "censored": np.int64})
+
+
+def _coarsen_counts(times: np.ndarray, d: np.ndarray, c: np.ndarray, k: int) -> list[pd.DataFrame] | None:
+    """Bins over per-group event and censoring counts (rows: groups, columns: distinct times)."""
 
     def ok(v: np.ndarray) -> bool:
         return bool(np.all((v == 0) | (v >= k)))
 
-    bins: list[list[int]] = []
-    current: list[int] = []
+    n_groups, nt = d.shape
+    bins: list[dict] = []  # each: time, events (vector), censored (vector)
+    d_acc = np.zeros(n_groups, dtype=np.int64)
+    c_pending = np.zeros(n_groups, dtype=np.int64)
+    last_event_time = None
     for j in range(nt):
-        current.append(j)
-        ds, cs = d[:, current].sum(axis=1), c[:, current].sum(axis=1)
-        if ok(ds) and ok(cs):
-            bins.append(current)
-            current = []
-    if current:
+        d_acc += d[:, j]
+        c_pending += c[:, j]
+        if d[:, j].sum() > 0:
+            last_event_time = times[j]
+        release = np.where(c_pending >= k, c_pending, 0)
+        if d_acc.sum() >= k and ok(d_acc):
+            bins.append({"time": float(last_event_time), "events": d_acc.copy(), "censored": release})
+            c_pending = c_pending - release
+            d_acc[:] = 0
+        elif d_acc.sum() == 0 and release.sum() > 0:
+            bins.append({"time": float(times[j]), "events": d_acc.copy(), "censored": release})
+            c_pending = c_pending - release
+    if d_acc.sum() or c_pending.sum():
         if not bins:
             return None
-        bins[-1].extend(current)
-    while bins and not (ok(d[:, bins[-1]].sum(axis=1)) and ok(c[:, bins[-1]].sum(axis=1))):
+        bins[-1]["events"] = bins[-1]["events"] + d_acc
+        if d_acc.sum() and last_event_time is not None:
+            bins[-1]["time"] = float(last_event_time)
+        # censorings still pending at the end join the latest bin that already releases >= k of that
+        # group's censorings (they leave the risk set a little early); otherwise the last bin
+        for g in np.nonzero(c_pending)[0]:
+            target = next((b for b in reversed(bins) if b["censored"][g] >= k), bins[-1])
+            target["censored"] = target["censored"].copy()
+            target["censored"][g] += c_pending[g]
+    while bins and not (ok(bins[-1]["events"]) and ok(bins[-1]["censored"])):
         if len(bins) == 1:
             return None
-        bins[-2].extend(bins.pop())
-    out: dict[str, pd.DataFrame] = {}
-    bin_time = []
-    for b in bins:
-        with_events = [j for j in b if d[0, j] > 0]
-        bin_time.append(float(times[with_events[-1]] if with_events else times[b[-1]]))
-    for gi, name in enumerate(masks):
-        db = np.array([d[gi, b].sum() for b in bins], dtype=np.int64)
-        cb = np.array([c[gi, b].sum() for b in bins], dtype=np.int64)
-        n = (db + cb)[::-1].cumsum()[::-1]
-        keep = (db + cb) > 0
-        out[name] = pd.DataFrame({"time": np.asarray(bin_time)[keep], "at_risk": n[keep],
-                                  "events": db[keep], "censored": cb[keep]})
+        last = bins.pop()
+        bins[-1]["events"] = bins[-1]["events"] + last["events"]
+        bins[-1]["censored"] = bins[-1]["censored"] + last["censored"]
+        if last["events"].sum():
+            bins[-1]["time"] = last["time"]
+    if not bins:
+        return None
+    out = []
+    btime = np.array([b["time"] for b in bins])
+    for gi in range(n_groups):
+        ev = np.array([b["events"][gi] for b in bins], dtype=np.int64)
+        ce = np.array([b["censored"][gi] for b in bins], dtype=np.int64)
+        n = (ev + ce)[::-1].cumsum()[::-1]
+        keep = (ev + ce) > 0
+        out.append(pd.DataFrame({"time": btime[keep], "at_risk": n[keep], "events": ev[keep], "censored": ce[keep]}))
     return out

@@ -47,8 +47,8 @@ COUNT_COLUMNS: dict[str, list[str]] = {
 _MANIFEST_DATE_KEYS = {"created_at"}
 _DATE = re.compile(r"(?<!\d)(19|20)\d{2}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])(?!\d)")
 _DATE_SLASH = re.compile(r"(?<!\d)\d{1,2}/\d{1,2}/(19|20)\d{2}(?!\d)")
-_PERSON_COLUMN = re.compile(r"(person|subject|patient|_id$|date|birth|name$)", re.I)
-_ALLOWED_ID_COLUMNS = {"rule_name"}
+_PERSON_COLUMN = re.compile(r"(^(person|subject|patient)(_id|_source_value|_key)?$|_id$|date|birth|^name$)", re.I)
+_ALLOWED_ID_COLUMNS: set[str] = set()
 
 
 @dataclass
