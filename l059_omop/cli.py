@@ -151,4 +151,8 @@ def main(ctx: click.Context, db: str | None, cdm_schema: str, results_schema: st
 pass_settings = click.make_pass_decorator(Settings)
 
 if __name__ == "__main__":
-    main()
+    # ``python -m l059_omop.cli`` runs this file as __main__; the commands import ``l059_omop.cli``, whose
+    # Settings class would be a different one, so dispatch through the imported module.
+    from l059_omop.cli import main as _main
+
+    _main()

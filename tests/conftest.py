@@ -53,15 +53,19 @@ def pg_url():
 
 @pytest.fixture
 def duckdb_url(tmp_path):
-    """URL of a new DuckDB file in the test's temporary folder."""
-    return f"duckdb:///{tmp_path / 'cdm.duckdb'}"
+    """URL of a new DuckDB file in the test's temporary folder.
+
+    Not ``cdm.duckdb``: DuckDB names the catalog after the file, and a catalog ``cdm`` makes ``cdm.person``
+    ambiguous with the schema ``cdm``.
+    """
+    return f"duckdb:///{tmp_path / 'l059.duckdb'}"
 
 
 @pytest.fixture(params=["duckdb", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def db_url(request, tmp_path):
     """Each test using it runs once on a DuckDB file and once on PostgreSQL."""
     if request.param == "duckdb":
-        yield f"duckdb:///{tmp_path / 'cdm.duckdb'}"
+        yield f"duckdb:///{tmp_path / 'l059.duckdb'}"
     else:
         yield request.getfixturevalue("pg_url")
 

@@ -112,21 +112,22 @@ def _copy_csv(engine: Engine, schema: str, table: str, path: Path, header: list[
     target = f"{schema}.{table}"
     if dialect_of(engine) == "duckdb":
         types = "{" + ", ".join(f"'{h}': '{_DUCK.get(known[h].datatype, 'VARCHAR')}'" for h in header) + "}"
-        select = ", ".join(f"nullif({h}, '')" if _DUCK.get(known[h].datatype) is None else h for h in header)
+        select = ", ".join(f"nullif(\"{h}\", '')" if _DUCK.get(known[h].datatype) is None else f'"{h}"'
+                           for h in header)
         with engine.begin() as con:
             raw = con.connection.driver_connection
             before = raw.execute(f"select count(*) from {target}").fetchone()[0]
-            raw.execute(f"insert into {target} ({', '.join(header)}) select {select} from read_csv(?, header=true, "
+            raw.execute(f"insert into {target} ({bulk.quote_columns(header)}) select {select} from read_csv(?, header=true, "
                         f"delim=',', quote='\"', escape='\"', columns={types}, auto_detect=false)", [str(path)])
             return raw.execute(f"select count(*) from {target}").fetchone()[0] - before
     text_cols = [h for h in header if known[h].datatype.startswith("varchar")]
-    force_null = f", force_null ({', '.join(text_cols)})" if text_cols else ""
+    force_null = f", force_null ({bulk.quote_columns(text_cols)})" if text_cols else ""
     with engine.begin() as con:
         raw = con.connection.driver_connection
         with raw.cursor() as cur, path.open("rb") as fh:
             if fh.read(3) != b"\xef\xbb\xbf":
                 fh.seek(0)
-            with cur.copy(f"copy {target} ({', '.join(header)}) from stdin with (format csv, header true{force_null})") as cp:
+            with cur.copy(f"copy {target} ({bulk.quote_columns(header)}) from stdin with (format csv, header true{force_null})") as cp:
                 while block := fh.read(1 << 22):
                     cp.write(block)
             return cur.rowcount

@@ -19,6 +19,12 @@ def _qualified(schema: str, table: str) -> str:
     return f"{validate_identifier(schema)}.{validate_identifier(table, 'table name')}"
 
 
+def quote_columns(columns) -> str:
+    """A column list with each (validated) name double-quoted: the CDM has a column named offset, a
+    reserved word in PostgreSQL and DuckDB."""
+    return ", ".join(f'"{validate_identifier(c, "column name")}"' for c in columns)
+
+
 def _driver(con: Connection):
     return con.connection.driver_connection
 
@@ -34,7 +40,7 @@ def insert_frame(con: Connection, schema: str, table: str, df: pd.DataFrame) -> 
         view = "_l059_bulk_frame"
         raw.register(view, df)
         try:
-            raw.execute(f"insert into {target} ({', '.join(cols)}) select {', '.join(cols)} from {view}")
+            raw.execute(f"insert into {target} ({quote_columns(cols)}) select {quote_columns(cols)} from {view}")
         finally:
             raw.unregister(view)
     else:
@@ -44,7 +50,7 @@ def insert_frame(con: Connection, schema: str, table: str, df: pd.DataFrame) -> 
                   date_format="%Y-%m-%d %H:%M:%S")
         buf.seek(0)
         with raw.cursor() as cur:
-            with cur.copy(f"copy {target} ({', '.join(cols)}) from stdin with (format csv, null '\\N')") as cp:
+            with cur.copy(f"copy {target} ({quote_columns(cols)}) from stdin with (format csv, null '\\N')") as cp:
                 while chunk := buf.read(1 << 20):
                     cp.write(chunk)
     return len(df)
@@ -60,7 +66,7 @@ def copy_athena_file(engine: Engine, schema: str, table: str, path: Path, column
             raw = _driver(con)
             before = raw.execute(f"select count(*) from {target}").fetchone()[0]
             raw.execute(
-                f"insert into {target} ({', '.join(columns)}) select {', '.join(columns)} from read_csv(?, "
+                f"insert into {target} ({quote_columns(columns)}) select {quote_columns(columns)} from read_csv(?, "
                 f"delim='\t', header=true, quote='', escape='', dateformat='%Y%m%d', columns={spec}, "
                 "auto_detect=false, strict_mode=false)", [str(path)])
             after = raw.execute(f"select count(*) from {target}").fetchone()[0]
@@ -72,7 +78,7 @@ def copy_athena_file(engine: Engine, schema: str, table: str, path: Path, column
         raw = _driver(con)
         with raw.cursor() as cur, path.open("rb") as fh:
             fh.readline()  # header
-            sql = (f"copy {target} ({', '.join(columns)}) from stdin with "
+            sql = (f"copy {target} ({quote_columns(columns)}) from stdin with "
                    "(format csv, delimiter E'\\t', quote E'\\b', null '')")
             with cur.copy(sql) as cp:
                 while block := fh.read(1 << 22):

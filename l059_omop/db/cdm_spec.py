@@ -47,7 +47,8 @@ def fields() -> tuple[Field, ...]:
             fk = row["isForeignKey"] == "Yes"
             out.append(Field(
                 table=row["cdmTableName"].lower(),
-                name=row["cdmFieldName"].lower(),
+                # the spec writes the reserved word offset as "offset" (SQL quoting, not part of the name)
+                name=row["cdmFieldName"].strip('"').lower(),
                 required=row["isRequired"] == "Yes",
                 datatype=row["cdmDatatype"].lower(),
                 primary_key=row["isPrimaryKey"] == "Yes",

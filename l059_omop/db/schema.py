@@ -16,6 +16,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from l059_omop.db import cdm_spec, layout
 from l059_omop.db.engine import dialect_of, validate_identifier
+from l059_omop.errors import BadInput
 
 log = logging.getLogger(__name__)
 
@@ -66,11 +67,24 @@ def _ensure_schema(con: Connection, schema: str) -> None:
     con.execute(sa.schema.CreateSchema(schema, if_not_exists=True))
 
 
+def check_duckdb_catalog(engine: Engine, schemas) -> None:
+    """Refuse a DuckDB file named like one of the schemas: DuckDB names the catalog after the file, and a
+    catalog ``cdm`` next to a schema ``cdm`` makes every ``cdm.table`` reference ambiguous."""
+    with engine.connect() as con:
+        catalog = con.execute(sa.text("select current_database()")).scalar()
+    clash = [s for s in schemas if s.lower() == str(catalog).lower()]
+    if clash:
+        raise BadInput(f"--db: the DuckDB file {catalog}.duckdb has the name of the schema {clash[0]!r}, which "
+                       "makes table names ambiguous in DuckDB; rename the file (e.g. l059.duckdb)")
+
+
 def create_tables(engine: Engine, cdm_schema: str = "cdm", results_schema: str = "results",
                   etl_schema: str = "etl") -> CreateReport:
     """Create every CDM, results and etl table that does not exist yet (idempotent)."""
     dialect = dialect_of(engine)
     report = CreateReport()
+    if dialect == "duckdb":
+        check_duckdb_catalog(engine, (cdm_schema, results_schema, etl_schema))
     mds = [cdm_metadata(cdm_schema, dialect), layout.results_metadata(results_schema),
            layout.etl_metadata(etl_schema)]
     with engine.begin() as con:

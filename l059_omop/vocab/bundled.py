@@ -104,6 +104,30 @@ def _metadata_tables(concept: pd.DataFrame, relationship_ids, version: str) -> d
             "relationship": relationship}
 
 
+def _add_self_maps(concept: pd.DataFrame, rel: pd.DataFrame) -> pd.DataFrame:
+    """Add the 'Maps to' / 'Mapped from' row of each valid standard concept to itself where missing.
+
+    Athena has these rows for every standard concept, and lookups follow 'Maps to'; the subset only holds
+    relationship rows seen in public files, so without this a standard code such as ICDO3 8041/3-C34.1
+    would look unmapped.
+    """
+    std = concept[(concept["standard_concept"] == "S") & concept["invalid_reason"].isna()]
+    have = set(rel.loc[(rel["relationship_id"] == "Maps to") & (rel["concept_id_1"] == rel["concept_id_2"]),
+                       "concept_id_1"].astype(int))
+    std = std[~std["concept_id"].astype(int).isin(have)]
+    if std.empty:
+        return rel
+    rows = []
+    for relationship_id in ("Maps to", "Mapped from"):
+        rows.append(pd.DataFrame({"concept_id_1": std["concept_id"], "concept_id_2": std["concept_id"],
+                                  "relationship_id": relationship_id,
+                                  "valid_start_date": std["valid_start_date"],
+                                  "valid_end_date": std["valid_end_date"], "invalid_reason": pd.NA}))
+    extra = pd.concat(rows, ignore_index=True)
+    return pd.concat([rel, extra], ignore_index=True).drop_duplicates(
+        ["concept_id_1", "concept_id_2", "relationship_id"])
+
+
 def bundled_vocabulary(version: str) -> dict[str, pd.DataFrame]:
     """Every vocabulary table's rows for the bundled subset plus the local concepts."""
     d = data_path("vocabulary")
@@ -118,6 +142,7 @@ def bundled_vocabulary(version: str) -> dict[str, pd.DataFrame]:
         ["concept_id_1", "concept_id_2", "relationship_id"])
     known = set(concept["concept_id"])
     rel = rel[rel["concept_id_1"].isin(known) & rel["concept_id_2"].isin(known)]
+    rel = _add_self_maps(concept, rel)
     anc = pd.concat([read_athena(d / "CONCEPT_ANCESTOR.csv", "concept_ancestor"),
                      read_athena(d / "CONCEPT_ANCESTOR_DERIVED.csv", "concept_ancestor"),
                      local["concept_ancestor"]], ignore_index=True)

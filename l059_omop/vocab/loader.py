@@ -123,8 +123,13 @@ def add_local_concepts(engine: Engine, cdm_schema: str = "cdm") -> int:
                       "concept_ancestor", "drug_strength"):
             df = frames[table]
             cols = keys[table]
+            if df.empty:
+                continue
             t = sa.table(table, *[sa.column(c) for c in cols], schema=cdm_schema)
-            existing = pd.DataFrame(con.execute(sa.select(*[t.c[c] for c in cols])).fetchall(), columns=cols)
+            # only the rows that could clash with ours: a full vocabulary has millions
+            first = [v.item() if hasattr(v, "item") else v for v in pd.unique(df[cols[0]])]
+            q = sa.select(*[t.c[c] for c in cols]).where(t.c[cols[0]].in_(first))
+            existing = pd.DataFrame(con.execute(q).fetchall(), columns=cols).drop_duplicates()
             if not existing.empty:
                 merged = df.merge(existing.astype(df[cols].dtypes.to_dict()), on=cols, how="left", indicator=True)
                 df = df[(merged["_merge"] == "left_only").to_numpy()]
