@@ -203,6 +203,10 @@ def build_checks(today: dt.date | None = None) -> list[Check]:
             add("FIELD", "isRequired", table, fld, thr("isRequired"), {}, requires=own)
         if r["cdmDatatype"].lower() == "integer":
             add("FIELD", "cdmDatatype", table, fld, thr("cdmDatatype"), {}, use_sql=False)
+        length = _spec_field(table, fld).varchar_length
+        if length:
+            add("FIELD", "cdmFieldLength", table, fld, 0.0, {"cdmDatatype": f"varchar({length})"}, source="L059",
+                params={"max_length": length}, requires=own)
         if r["isPrimaryKey"] == "Yes":
             add("FIELD", "isPrimaryKey", table, fld, thr("isPrimaryKey"), {}, requires=own)
         if r["isForeignKey"] == "Yes":

@@ -207,18 +207,31 @@ def test_cli_exit_codes(tmp_path):
     assert res.exit_code == 2
 
 
-def test_missing_table_is_reported(tmp_path):
+def test_duckdb_only_defects(tmp_path):
+    """What PostgreSQL would refuse but DuckDB stores: a missing table, text over its VARCHAR(n), a
+    duplicate primary key."""
     url = f"duckdb:///{tmp_path / 'dq.duckdb'}"
     engine = sa.create_engine(url)
     from l059_omop.db.api import init_db
 
     init_db(engine)
-    load(engine, clean_frames(2))
+    frames = clean_frames(2)
+    frames["person"].loc[0, "person_source_value"] = "x" * 60  # person_source_value is varchar(50)
+    load(engine, frames)
     with engine.begin() as con:
         con.execute(sa.text("drop table cdm.specimen"))
+        # drug_era rebuilt without its primary key, with one id twice
+        con.execute(sa.text("create table cdm.drug_era_x as select * from cdm.drug_era union all "
+                            "select * from cdm.drug_era where drug_era_id = 1"))
+        con.execute(sa.text("drop table cdm.drug_era"))
+        con.execute(sa.text("alter table cdm.drug_era_x rename to drug_era"))
     df = run_checks(engine, "cdm", today=TODAY).set_index("check_id")
     assert df.loc["table_cdmtable_specimen", "status"] == "fail"
     assert df.loc["field_isrequired_specimen_specimen_id", "status"] == "not_applicable"
+    row = df.loc["field_cdmfieldlength_person_person_source_value"]
+    assert (row["status"], row["num_violated_rows"], row["num_denominator_rows"]) == ("fail", 1, 2)
+    row = df.loc["field_isprimarykey_drug_era_drug_era_id"]
+    assert (row["status"], row["num_violated_rows"], row["num_denominator_rows"]) == ("fail", 2, 3)
     assert (df["status"] == "error").sum() == 0
 
 
