@@ -27,7 +27,7 @@ LEFT JOIN (
 WHERE r.cohort_definition_id = @target_cohort_id;
 DELETE FROM @results_database_schema.cohort_summary_stats WHERE cohort_definition_id = @target_cohort_id;
 INSERT INTO @results_database_schema.cohort_summary_stats (cohort_definition_id, base_count, final_count, mode_id)
-SELECT @target_cohort_id, base.n, final.n, modes.mode_id
+SELECT @target_cohort_id, base.n, final_q.n, modes.mode_id
 FROM (SELECT COUNT(*) AS n FROM @scratch_database_schema.@qualified_table) base
-CROSS JOIN (SELECT COUNT(*) AS n FROM @scratch_database_schema.@mask_table WHERE inclusion_rule_mask = 8191) final
+CROSS JOIN (SELECT COUNT(*) AS n FROM @scratch_database_schema.@mask_table WHERE inclusion_rule_mask = 8191) final_q
 CROSS JOIN (SELECT 0 AS mode_id UNION ALL SELECT 1 AS mode_id) modes;

@@ -10,5 +10,5 @@ LEFT JOIN (
   FROM @scratch_database_schema.@events_table d
   JOIN @scratch_database_schema.@qualified_table q2 ON q2.person_id = d.person_id
   WHERE d.codeset_id IN (1, 7, 9) AND d.start_date < q2.es_date
-) prior ON prior.person_id = q.person_id
-WHERE prior.person_id IS NULL;
+) prior_use ON prior_use.person_id = q.person_id
+WHERE prior_use.person_id IS NULL;

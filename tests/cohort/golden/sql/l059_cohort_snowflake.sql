@@ -1,0 +1,1877 @@
+-- ALTER-L059: ES-SCLC, anlotinib + PD-(L)1 maintenance after chemoimmunotherapy
+-- l059-omop 0.1.0; dialect snowflake; definition sha256 c86eaeab7569f8cb6cff2aa45fc7ec120b40de9111e6380eb41df933546c32b1
+-- parameters: {"autoimmune_lookback_days": 730, "bleeding_lookback_days": 180, "coagulation_lab_days": 30, "cycle_gap_days": 14, "default_aptt_uln": 40, "ecog_lookback_days": 42, "era_gap_days": 30, "induction_lookback_days": 14, "lesion_lookback_days": 42, "ls_free_interval_days": 183, "max_aptt_ratio": 1.5, "max_cycles": 6, "max_ecog": 2, "max_inr": 1.5, "min_age": 18, "min_anlotinib_days": 42, "min_cycles": 4, "min_lesion_mm": 10, "pd1_after_days": 28, "pd1_before_days": 7, "study_end": "2024-12-31", "study_start": "2022-01-01"}
+
+-- 00_scratch_tables.sql
+CREATE TABLE results.l059_codeset (
+  codeset_id INT NOT NULL,
+  concept_id BIGINT NOT NULL
+);
+CREATE TABLE results.l059_entry (
+  person_id BIGINT NOT NULL,
+  index_date DATE NOT NULL,
+  op_start_date DATE NOT NULL,
+  op_end_date DATE NOT NULL,
+  cohort_end_date DATE NOT NULL
+);
+CREATE TABLE results.l059_events (
+  person_id BIGINT NOT NULL,
+  codeset_id INT NOT NULL,
+  start_date DATE NOT NULL,
+  end_date DATE,
+  value_as_number DOUBLE,
+  value_as_concept_id BIGINT,
+  range_high DOUBLE
+);
+CREATE TABLE results.l059_qualified (
+  person_id BIGINT NOT NULL,
+  index_date DATE NOT NULL,
+  op_start_date DATE NOT NULL,
+  op_end_date DATE NOT NULL,
+  cohort_end_date DATE NOT NULL,
+  sclc_date DATE,
+  es_date DATE,
+  induction_start DATE
+);
+CREATE TABLE results.l059_inclusion (
+  rule_id INT NOT NULL,
+  person_id BIGINT NOT NULL
+);
+CREATE TABLE results.l059_mask (
+  person_id BIGINT NOT NULL,
+  inclusion_rule_mask BIGINT NOT NULL
+);
+
+-- 01_codesets (generated from mappings/concept_sets)
+INSERT INTO results.l059_codeset (
+  codeset_id,
+  concept_id
+)
+SELECT DISTINCT
+  1,
+  i.concept_id
+FROM (
+  SELECT
+    c.concept_id
+  FROM cdm.concept AS c
+  WHERE
+    (
+      c.vocabulary_id = 'L059' AND c.concept_code = 'ANLOTINIB'
+    )
+    OR (
+      LOWER(c.concept_name) = 'anlotinib'
+      AND c.concept_class_id = 'Ingredient'
+      AND c.domain_id = 'Drug'
+    )
+  UNION
+  SELECT
+    ca.descendant_concept_id
+  FROM cdm.concept AS c
+  JOIN cdm.concept_ancestor AS ca
+    ON ca.ancestor_concept_id = c.concept_id
+  WHERE
+    (
+      c.vocabulary_id = 'L059' AND c.concept_code = 'ANLOTINIB'
+    )
+    OR (
+      LOWER(c.concept_name) = 'anlotinib'
+      AND c.concept_class_id = 'Ingredient'
+      AND c.domain_id = 'Drug'
+    )
+) AS i;
+INSERT INTO results.l059_codeset (
+  codeset_id,
+  concept_id
+)
+SELECT DISTINCT
+  2,
+  i.concept_id
+FROM (
+  SELECT
+    c.concept_id
+  FROM cdm.concept AS c
+  WHERE
+    (
+      c.vocabulary_id = 'SNOMED' AND c.concept_code = '254632001'
+    )
+    OR (
+      c.vocabulary_id = 'ICDO3' AND c.concept_code = '8041/3-C34.0'
+    )
+    OR (
+      c.vocabulary_id = 'ICDO3' AND c.concept_code = '8041/3-C34.1'
+    )
+    OR (
+      c.vocabulary_id = 'ICDO3' AND c.concept_code = '8041/3-C34.2'
+    )
+    OR (
+      c.vocabulary_id = 'ICDO3' AND c.concept_code = '8041/3-C34.3'
+    )
+    OR (
+      c.vocabulary_id = 'ICDO3' AND c.concept_code = '8041/3-C34.8'
+    )
+  UNION
+  SELECT
+    ca.descendant_concept_id
+  FROM cdm.concept AS c
+  JOIN cdm.concept_ancestor AS ca
+    ON ca.ancestor_concept_id = c.concept_id
+  WHERE
+    (
+      c.vocabulary_id = 'SNOMED' AND c.concept_code = '254632001'
+    )
+    OR (
+      c.vocabulary_id = 'ICDO3' AND c.concept_code = '8041/3-C34.0'
+    )
+    OR (
+      c.vocabulary_id = 'ICDO3' AND c.concept_code = '8041/3-C34.1'
+    )
+    OR (
+      c.vocabulary_id = 'ICDO3' AND c.concept_code = '8041/3-C34.2'
+    )
+    OR (
+      c.vocabulary_id = 'ICDO3' AND c.concept_code = '8041/3-C34.3'
+    )
+    OR (
+      c.vocabulary_id = 'ICDO3' AND c.concept_code = '8041/3-C34.8'
+    )
+) AS i;
+INSERT INTO results.l059_codeset (
+  codeset_id,
+  concept_id
+)
+SELECT DISTINCT
+  3,
+  i.concept_id
+FROM (
+  SELECT
+    c.concept_id
+  FROM cdm.concept AS c
+  WHERE
+    (
+      c.vocabulary_id = 'L059' AND c.concept_code = 'VALG-ES'
+    )
+    OR (
+      c.vocabulary_id = 'Cancer Modifier' AND c.concept_code = 'Stage-4'
+    )
+    OR (
+      c.vocabulary_id = 'Cancer Modifier' AND c.concept_code = 'AJCC/UICC-M1'
+    )
+    OR (
+      c.vocabulary_id = 'Cancer Modifier' AND c.concept_code = 'OMOP4998856'
+    )
+    OR (
+      c.vocabulary_id = 'Cancer Modifier' AND c.concept_code = 'OMOP4999962'
+    )
+    OR (
+      c.vocabulary_id = 'Cancer Modifier' AND c.concept_code = 'OMOP4998978'
+    )
+    OR (
+      c.vocabulary_id = 'Cancer Modifier' AND c.concept_code = 'OMOP5000224'
+    )
+    OR (
+      c.vocabulary_id = 'Cancer Modifier' AND c.concept_code = 'OMOP5031479'
+    )
+    OR (
+      c.vocabulary_id = 'SNOMED' AND c.concept_code = '67841000119103'
+    )
+  UNION
+  SELECT
+    ca.descendant_concept_id
+  FROM cdm.concept AS c
+  JOIN cdm.concept_ancestor AS ca
+    ON ca.ancestor_concept_id = c.concept_id
+  WHERE
+    (
+      c.vocabulary_id = 'L059' AND c.concept_code = 'VALG-ES'
+    )
+    OR (
+      c.vocabulary_id = 'Cancer Modifier' AND c.concept_code = 'Stage-4'
+    )
+    OR (
+      c.vocabulary_id = 'Cancer Modifier' AND c.concept_code = 'AJCC/UICC-M1'
+    )
+    OR (
+      c.vocabulary_id = 'Cancer Modifier' AND c.concept_code = 'OMOP4998856'
+    )
+    OR (
+      c.vocabulary_id = 'Cancer Modifier' AND c.concept_code = 'OMOP4999962'
+    )
+    OR (
+      c.vocabulary_id = 'Cancer Modifier' AND c.concept_code = 'OMOP4998978'
+    )
+    OR (
+      c.vocabulary_id = 'Cancer Modifier' AND c.concept_code = 'OMOP5000224'
+    )
+    OR (
+      c.vocabulary_id = 'Cancer Modifier' AND c.concept_code = 'OMOP5031479'
+    )
+    OR (
+      c.vocabulary_id = 'SNOMED' AND c.concept_code = '67841000119103'
+    )
+) AS i;
+INSERT INTO results.l059_codeset (
+  codeset_id,
+  concept_id
+)
+SELECT DISTINCT
+  4,
+  i.concept_id
+FROM (
+  SELECT
+    c.concept_id
+  FROM cdm.concept AS c
+  WHERE
+    (
+      c.vocabulary_id = 'L059' AND c.concept_code = 'VALG-LS'
+    )
+    OR (
+      c.vocabulary_id = 'Cancer Modifier' AND c.concept_code = 'Stage-1'
+    )
+    OR (
+      c.vocabulary_id = 'Cancer Modifier' AND c.concept_code = 'Stage-2'
+    )
+    OR (
+      c.vocabulary_id = 'Cancer Modifier' AND c.concept_code = 'Stage-3'
+    )
+  UNION
+  SELECT
+    ca.descendant_concept_id
+  FROM cdm.concept AS c
+  JOIN cdm.concept_ancestor AS ca
+    ON ca.ancestor_concept_id = c.concept_id
+  WHERE
+    (
+      c.vocabulary_id = 'L059' AND c.concept_code = 'VALG-LS'
+    )
+    OR (
+      c.vocabulary_id = 'Cancer Modifier' AND c.concept_code = 'Stage-1'
+    )
+    OR (
+      c.vocabulary_id = 'Cancer Modifier' AND c.concept_code = 'Stage-2'
+    )
+    OR (
+      c.vocabulary_id = 'Cancer Modifier' AND c.concept_code = 'Stage-3'
+    )
+) AS i;
+INSERT INTO results.l059_codeset (
+  codeset_id,
+  concept_id
+)
+SELECT DISTINCT
+  5,
+  i.concept_id
+FROM (
+  SELECT
+    c.concept_id
+  FROM cdm.concept AS c
+  WHERE
+    (
+      c.vocabulary_id = 'RxNorm' AND c.concept_code = '40048'
+    )
+    OR (
+      c.vocabulary_id = 'RxNorm' AND c.concept_code = '2555'
+    )
+  UNION
+  SELECT
+    ca.descendant_concept_id
+  FROM cdm.concept AS c
+  JOIN cdm.concept_ancestor AS ca
+    ON ca.ancestor_concept_id = c.concept_id
+  WHERE
+    (
+      c.vocabulary_id = 'RxNorm' AND c.concept_code = '40048'
+    )
+    OR (
+      c.vocabulary_id = 'RxNorm' AND c.concept_code = '2555'
+    )
+) AS i;
+INSERT INTO results.l059_codeset (
+  codeset_id,
+  concept_id
+)
+SELECT DISTINCT
+  6,
+  i.concept_id
+FROM (
+  SELECT
+    c.concept_id
+  FROM cdm.concept AS c
+  WHERE
+    (
+      c.vocabulary_id = 'RxNorm' AND c.concept_code = '4179'
+    )
+  UNION
+  SELECT
+    ca.descendant_concept_id
+  FROM cdm.concept AS c
+  JOIN cdm.concept_ancestor AS ca
+    ON ca.ancestor_concept_id = c.concept_id
+  WHERE
+    (
+      c.vocabulary_id = 'RxNorm' AND c.concept_code = '4179'
+    )
+) AS i;
+INSERT INTO results.l059_codeset (
+  codeset_id,
+  concept_id
+)
+SELECT DISTINCT
+  7,
+  i.concept_id
+FROM (
+  SELECT
+    c.concept_id
+  FROM cdm.concept AS c
+  WHERE
+    (
+      c.vocabulary_id = 'RxNorm' AND c.concept_code = '1792776'
+    )
+    OR (
+      c.vocabulary_id = 'RxNorm' AND c.concept_code = '1919503'
+    )
+    OR (
+      c.vocabulary_id = 'RxNorm Extension' AND c.concept_code = 'OMOP5178890'
+    )
+    OR (
+      c.vocabulary_id = 'RxNorm Extension' AND c.concept_code = 'OMOP5167408'
+    )
+    OR (
+      c.vocabulary_id = 'RxNorm' AND c.concept_code = '2669406'
+    )
+    OR (
+      c.vocabulary_id = 'RxNorm Extension' AND c.concept_code = 'OMOP5166614'
+    )
+    OR (
+      c.vocabulary_id = 'RxNorm Extension' AND c.concept_code = 'OMOP5172091'
+    )
+    OR (
+      c.vocabulary_id = 'RxNorm Extension' AND c.concept_code = 'OMOP5171084'
+    )
+    OR (
+      c.vocabulary_id = 'RxNorm' AND c.concept_code = '1547545'
+    )
+    OR (
+      c.vocabulary_id = 'RxNorm' AND c.concept_code = '1597876'
+    )
+    OR (
+      c.vocabulary_id = 'L059' AND c.concept_code = 'BENMELSTOBART'
+    )
+    OR (
+      LOWER(c.concept_name) = 'benmelstobart'
+      AND c.concept_class_id = 'Ingredient'
+      AND c.domain_id = 'Drug'
+    )
+  UNION
+  SELECT
+    ca.descendant_concept_id
+  FROM cdm.concept AS c
+  JOIN cdm.concept_ancestor AS ca
+    ON ca.ancestor_concept_id = c.concept_id
+  WHERE
+    (
+      c.vocabulary_id = 'RxNorm' AND c.concept_code = '1792776'
+    )
+    OR (
+      c.vocabulary_id = 'RxNorm' AND c.concept_code = '1919503'
+    )
+    OR (
+      c.vocabulary_id = 'RxNorm Extension' AND c.concept_code = 'OMOP5178890'
+    )
+    OR (
+      c.vocabulary_id = 'RxNorm Extension' AND c.concept_code = 'OMOP5167408'
+    )
+    OR (
+      c.vocabulary_id = 'RxNorm' AND c.concept_code = '2669406'
+    )
+    OR (
+      c.vocabulary_id = 'RxNorm Extension' AND c.concept_code = 'OMOP5166614'
+    )
+    OR (
+      c.vocabulary_id = 'RxNorm Extension' AND c.concept_code = 'OMOP5172091'
+    )
+    OR (
+      c.vocabulary_id = 'RxNorm Extension' AND c.concept_code = 'OMOP5171084'
+    )
+    OR (
+      c.vocabulary_id = 'RxNorm' AND c.concept_code = '1547545'
+    )
+    OR (
+      c.vocabulary_id = 'RxNorm' AND c.concept_code = '1597876'
+    )
+    OR (
+      c.vocabulary_id = 'L059' AND c.concept_code = 'BENMELSTOBART'
+    )
+    OR (
+      LOWER(c.concept_name) = 'benmelstobart'
+      AND c.concept_class_id = 'Ingredient'
+      AND c.domain_id = 'Drug'
+    )
+) AS i;
+INSERT INTO results.l059_codeset (
+  codeset_id,
+  concept_id
+)
+SELECT DISTINCT
+  8,
+  i.concept_id
+FROM (
+  SELECT
+    c.concept_id
+  FROM cdm.concept AS c
+  WHERE
+    (
+      c.vocabulary_id = 'L059' AND c.concept_code = 'RT'
+    )
+  UNION
+  SELECT
+    ca.descendant_concept_id
+  FROM cdm.concept AS c
+  JOIN cdm.concept_ancestor AS ca
+    ON ca.ancestor_concept_id = c.concept_id
+  WHERE
+    (
+      c.vocabulary_id = 'L059' AND c.concept_code = 'RT'
+    )
+) AS i;
+INSERT INTO results.l059_codeset (
+  codeset_id,
+  concept_id
+)
+SELECT DISTINCT
+  9,
+  i.concept_id
+FROM (
+  SELECT
+    c.concept_id
+  FROM cdm.concept AS c
+  WHERE
+    (
+      c.vocabulary_id = 'L059' AND c.concept_code = 'APATINIB'
+    )
+    OR (
+      LOWER(c.concept_name) = 'apatinib'
+      AND c.concept_class_id = 'Ingredient'
+      AND c.domain_id = 'Drug'
+    )
+    OR (
+      c.vocabulary_id = 'RxNorm' AND c.concept_code = '253337'
+    )
+  UNION
+  SELECT
+    ca.descendant_concept_id
+  FROM cdm.concept AS c
+  JOIN cdm.concept_ancestor AS ca
+    ON ca.ancestor_concept_id = c.concept_id
+  WHERE
+    (
+      c.vocabulary_id = 'L059' AND c.concept_code = 'APATINIB'
+    )
+    OR (
+      LOWER(c.concept_name) = 'apatinib'
+      AND c.concept_class_id = 'Ingredient'
+      AND c.domain_id = 'Drug'
+    )
+    OR (
+      c.vocabulary_id = 'RxNorm' AND c.concept_code = '253337'
+    )
+) AS i;
+INSERT INTO results.l059_codeset (
+  codeset_id,
+  concept_id
+)
+SELECT DISTINCT
+  10,
+  i.concept_id
+FROM (
+  SELECT
+    c.concept_id
+  FROM cdm.concept AS c
+  WHERE
+    (
+      c.vocabulary_id = 'RxNorm' AND c.concept_code = '8640'
+    )
+    OR (
+      c.vocabulary_id = 'RxNorm' AND c.concept_code = '8638'
+    )
+    OR (
+      c.vocabulary_id = 'RxNorm' AND c.concept_code = '6902'
+    )
+    OR (
+      c.vocabulary_id = 'RxNorm' AND c.concept_code = '6851'
+    )
+    OR (
+      c.vocabulary_id = 'RxNorm' AND c.concept_code = '1256'
+    )
+    OR (
+      c.vocabulary_id = 'RxNorm' AND c.concept_code = '5521'
+    )
+    OR (
+      c.vocabulary_id = 'RxNorm' AND c.concept_code = '3008'
+    )
+    OR (
+      c.vocabulary_id = 'RxNorm' AND c.concept_code = '68149'
+    )
+    OR (
+      c.vocabulary_id = 'RxNorm' AND c.concept_code = '9524'
+    )
+    OR (
+      c.vocabulary_id = 'RxNorm' AND c.concept_code = '27169'
+    )
+    OR (
+      c.vocabulary_id = 'RxNorm' AND c.concept_code = '327361'
+    )
+    OR (
+      c.vocabulary_id = 'RxNorm' AND c.concept_code = '191831'
+    )
+    OR (
+      c.vocabulary_id = 'RxNorm' AND c.concept_code = '214555'
+    )
+  UNION
+  SELECT
+    ca.descendant_concept_id
+  FROM cdm.concept AS c
+  JOIN cdm.concept_ancestor AS ca
+    ON ca.ancestor_concept_id = c.concept_id
+  WHERE
+    (
+      c.vocabulary_id = 'RxNorm' AND c.concept_code = '8640'
+    )
+    OR (
+      c.vocabulary_id = 'RxNorm' AND c.concept_code = '8638'
+    )
+    OR (
+      c.vocabulary_id = 'RxNorm' AND c.concept_code = '6902'
+    )
+    OR (
+      c.vocabulary_id = 'RxNorm' AND c.concept_code = '6851'
+    )
+    OR (
+      c.vocabulary_id = 'RxNorm' AND c.concept_code = '1256'
+    )
+    OR (
+      c.vocabulary_id = 'RxNorm' AND c.concept_code = '5521'
+    )
+    OR (
+      c.vocabulary_id = 'RxNorm' AND c.concept_code = '3008'
+    )
+    OR (
+      c.vocabulary_id = 'RxNorm' AND c.concept_code = '68149'
+    )
+    OR (
+      c.vocabulary_id = 'RxNorm' AND c.concept_code = '9524'
+    )
+    OR (
+      c.vocabulary_id = 'RxNorm' AND c.concept_code = '27169'
+    )
+    OR (
+      c.vocabulary_id = 'RxNorm' AND c.concept_code = '327361'
+    )
+    OR (
+      c.vocabulary_id = 'RxNorm' AND c.concept_code = '191831'
+    )
+    OR (
+      c.vocabulary_id = 'RxNorm' AND c.concept_code = '214555'
+    )
+) AS i;
+INSERT INTO results.l059_codeset (
+  codeset_id,
+  concept_id
+)
+SELECT DISTINCT
+  11,
+  i.concept_id
+FROM (
+  SELECT
+    c.concept_id
+  FROM cdm.concept AS c
+  WHERE
+    (
+      c.vocabulary_id = 'SNOMED' AND c.concept_code = '69896004'
+    )
+    OR (
+      c.vocabulary_id = 'SNOMED' AND c.concept_code = '55464009'
+    )
+    OR (
+      c.vocabulary_id = 'SNOMED' AND c.concept_code = '89155008'
+    )
+    OR (
+      c.vocabulary_id = 'SNOMED' AND c.concept_code = '34000006'
+    )
+    OR (
+      c.vocabulary_id = 'SNOMED' AND c.concept_code = '64766004'
+    )
+    OR (
+      c.vocabulary_id = 'SNOMED' AND c.concept_code = '9014002'
+    )
+    OR (
+      c.vocabulary_id = 'SNOMED' AND c.concept_code = '24700007'
+    )
+    OR (
+      c.vocabulary_id = 'SNOMED' AND c.concept_code = '91637004'
+    )
+    OR (
+      c.vocabulary_id = 'SNOMED' AND c.concept_code = '353295004'
+    )
+    OR (
+      c.vocabulary_id = 'SNOMED' AND c.concept_code = '21983002'
+    )
+    OR (
+      c.vocabulary_id = 'SNOMED' AND c.concept_code = '46635009'
+    )
+    OR (
+      c.vocabulary_id = 'SNOMED' AND c.concept_code = '396331005'
+    )
+    OR (
+      c.vocabulary_id = 'SNOMED' AND c.concept_code = '83901003'
+    )
+    OR (
+      c.vocabulary_id = 'SNOMED' AND c.concept_code = '31541009'
+    )
+    OR (
+      c.vocabulary_id = 'SNOMED' AND c.concept_code = '363732003'
+    )
+    OR (
+      c.vocabulary_id = 'SNOMED' AND c.concept_code = '31996006'
+    )
+    OR (
+      c.vocabulary_id = 'SNOMED' AND c.concept_code = '408335007'
+    )
+    OR (
+      c.vocabulary_id = 'SNOMED' AND c.concept_code = '413603009'
+    )
+    OR (
+      c.vocabulary_id = 'SNOMED' AND c.concept_code = '2897005'
+    )
+  UNION
+  SELECT
+    ca.descendant_concept_id
+  FROM cdm.concept AS c
+  JOIN cdm.concept_ancestor AS ca
+    ON ca.ancestor_concept_id = c.concept_id
+  WHERE
+    (
+      c.vocabulary_id = 'SNOMED' AND c.concept_code = '69896004'
+    )
+    OR (
+      c.vocabulary_id = 'SNOMED' AND c.concept_code = '55464009'
+    )
+    OR (
+      c.vocabulary_id = 'SNOMED' AND c.concept_code = '89155008'
+    )
+    OR (
+      c.vocabulary_id = 'SNOMED' AND c.concept_code = '34000006'
+    )
+    OR (
+      c.vocabulary_id = 'SNOMED' AND c.concept_code = '64766004'
+    )
+    OR (
+      c.vocabulary_id = 'SNOMED' AND c.concept_code = '9014002'
+    )
+    OR (
+      c.vocabulary_id = 'SNOMED' AND c.concept_code = '24700007'
+    )
+    OR (
+      c.vocabulary_id = 'SNOMED' AND c.concept_code = '91637004'
+    )
+    OR (
+      c.vocabulary_id = 'SNOMED' AND c.concept_code = '353295004'
+    )
+    OR (
+      c.vocabulary_id = 'SNOMED' AND c.concept_code = '21983002'
+    )
+    OR (
+      c.vocabulary_id = 'SNOMED' AND c.concept_code = '46635009'
+    )
+    OR (
+      c.vocabulary_id = 'SNOMED' AND c.concept_code = '396331005'
+    )
+    OR (
+      c.vocabulary_id = 'SNOMED' AND c.concept_code = '83901003'
+    )
+    OR (
+      c.vocabulary_id = 'SNOMED' AND c.concept_code = '31541009'
+    )
+    OR (
+      c.vocabulary_id = 'SNOMED' AND c.concept_code = '363732003'
+    )
+    OR (
+      c.vocabulary_id = 'SNOMED' AND c.concept_code = '31996006'
+    )
+    OR (
+      c.vocabulary_id = 'SNOMED' AND c.concept_code = '408335007'
+    )
+    OR (
+      c.vocabulary_id = 'SNOMED' AND c.concept_code = '413603009'
+    )
+    OR (
+      c.vocabulary_id = 'SNOMED' AND c.concept_code = '2897005'
+    )
+) AS i;
+INSERT INTO results.l059_codeset (
+  codeset_id,
+  concept_id
+)
+SELECT DISTINCT
+  12,
+  i.concept_id
+FROM (
+  SELECT
+    c.concept_id
+  FROM cdm.concept AS c
+  WHERE
+    (
+      c.vocabulary_id = 'SNOMED' AND c.concept_code = '64779008'
+    )
+    OR (
+      c.vocabulary_id = 'SNOMED' AND c.concept_code = '234466008'
+    )
+    OR (
+      c.vocabulary_id = 'SNOMED' AND c.concept_code = '131148009'
+    )
+    OR (
+      c.vocabulary_id = 'SNOMED' AND c.concept_code = '66857006'
+    )
+    OR (
+      c.vocabulary_id = 'SNOMED' AND c.concept_code = '67406007'
+    )
+    OR (
+      c.vocabulary_id = 'SNOMED' AND c.concept_code = '302215000'
+    )
+  UNION
+  SELECT
+    ca.descendant_concept_id
+  FROM cdm.concept AS c
+  JOIN cdm.concept_ancestor AS ca
+    ON ca.ancestor_concept_id = c.concept_id
+  WHERE
+    (
+      c.vocabulary_id = 'SNOMED' AND c.concept_code = '64779008'
+    )
+    OR (
+      c.vocabulary_id = 'SNOMED' AND c.concept_code = '234466008'
+    )
+    OR (
+      c.vocabulary_id = 'SNOMED' AND c.concept_code = '131148009'
+    )
+    OR (
+      c.vocabulary_id = 'SNOMED' AND c.concept_code = '66857006'
+    )
+    OR (
+      c.vocabulary_id = 'SNOMED' AND c.concept_code = '67406007'
+    )
+    OR (
+      c.vocabulary_id = 'SNOMED' AND c.concept_code = '302215000'
+    )
+) AS i;
+INSERT INTO results.l059_codeset (
+  codeset_id,
+  concept_id
+)
+SELECT DISTINCT
+  13,
+  i.concept_id
+FROM (
+  SELECT
+    c.concept_id
+  FROM cdm.concept AS c
+  WHERE
+    (
+      c.vocabulary_id = 'LOINC' AND c.concept_code = '6301-6'
+    )
+    OR (
+      c.vocabulary_id = 'LOINC' AND c.concept_code = '34714-6'
+    )
+  UNION
+  SELECT
+    ca.descendant_concept_id
+  FROM cdm.concept AS c
+  JOIN cdm.concept_ancestor AS ca
+    ON ca.ancestor_concept_id = c.concept_id
+  WHERE
+    (
+      c.vocabulary_id = 'LOINC' AND c.concept_code = '6301-6'
+    )
+    OR (
+      c.vocabulary_id = 'LOINC' AND c.concept_code = '34714-6'
+    )
+) AS i;
+INSERT INTO results.l059_codeset (
+  codeset_id,
+  concept_id
+)
+SELECT DISTINCT
+  14,
+  i.concept_id
+FROM (
+  SELECT
+    c.concept_id
+  FROM cdm.concept AS c
+  WHERE
+    (
+      c.vocabulary_id = 'LOINC' AND c.concept_code = '14979-9'
+    )
+  UNION
+  SELECT
+    ca.descendant_concept_id
+  FROM cdm.concept AS c
+  JOIN cdm.concept_ancestor AS ca
+    ON ca.ancestor_concept_id = c.concept_id
+  WHERE
+    (
+      c.vocabulary_id = 'LOINC' AND c.concept_code = '14979-9'
+    )
+) AS i;
+INSERT INTO results.l059_codeset (
+  codeset_id,
+  concept_id
+)
+SELECT DISTINCT
+  15,
+  i.concept_id
+FROM (
+  SELECT
+    c.concept_id
+  FROM cdm.concept AS c
+  WHERE
+    (
+      c.vocabulary_id = 'LOINC' AND c.concept_code = '89247-1'
+    )
+  UNION
+  SELECT
+    ca.descendant_concept_id
+  FROM cdm.concept AS c
+  JOIN cdm.concept_ancestor AS ca
+    ON ca.ancestor_concept_id = c.concept_id
+  WHERE
+    (
+      c.vocabulary_id = 'LOINC' AND c.concept_code = '89247-1'
+    )
+) AS i;
+INSERT INTO results.l059_codeset (
+  codeset_id,
+  concept_id
+)
+SELECT DISTINCT
+  16,
+  i.concept_id
+FROM (
+  SELECT
+    c.concept_id
+  FROM cdm.concept AS c
+  WHERE
+    (
+      c.vocabulary_id = 'L059' AND c.concept_code = 'RECIST-SOD'
+    )
+  UNION
+  SELECT
+    ca.descendant_concept_id
+  FROM cdm.concept AS c
+  JOIN cdm.concept_ancestor AS ca
+    ON ca.ancestor_concept_id = c.concept_id
+  WHERE
+    (
+      c.vocabulary_id = 'L059' AND c.concept_code = 'RECIST-SOD'
+    )
+) AS i;
+INSERT INTO results.l059_codeset (
+  codeset_id,
+  concept_id
+)
+SELECT DISTINCT
+  17,
+  i.concept_id
+FROM (
+  SELECT
+    c.concept_id
+  FROM cdm.concept AS c
+  WHERE
+    (
+      c.vocabulary_id = 'LOINC' AND c.concept_code = '88040-1'
+    )
+  UNION
+  SELECT
+    ca.descendant_concept_id
+  FROM cdm.concept AS c
+  JOIN cdm.concept_ancestor AS ca
+    ON ca.ancestor_concept_id = c.concept_id
+  WHERE
+    (
+      c.vocabulary_id = 'LOINC' AND c.concept_code = '88040-1'
+    )
+) AS i;
+INSERT INTO results.l059_codeset (
+  codeset_id,
+  concept_id
+)
+SELECT DISTINCT
+  18,
+  i.concept_id
+FROM (
+  SELECT
+    c.concept_id
+  FROM cdm.concept AS c
+  WHERE
+    (
+      c.vocabulary_id = 'L059' AND c.concept_code = 'RECIST-CR'
+    )
+    OR (
+      c.vocabulary_id = 'L059' AND c.concept_code = 'RECIST-PR'
+    )
+    OR (
+      c.vocabulary_id = 'L059' AND c.concept_code = 'RECIST-SD'
+    )
+    OR (
+      c.vocabulary_id = 'L059' AND c.concept_code = 'RECIST-PD'
+    )
+) AS i;
+INSERT INTO results.l059_codeset (
+  codeset_id,
+  concept_id
+)
+SELECT DISTINCT
+  19,
+  i.concept_id
+FROM (
+  SELECT
+    c.concept_id
+  FROM cdm.concept AS c
+  WHERE
+    (
+      c.vocabulary_id = 'L059' AND c.concept_code = 'RECIST-PD'
+    )
+) AS i;
+
+-- 02_entry_events.sql
+INSERT INTO results.l059_entry (
+  person_id,
+  index_date,
+  op_start_date,
+  op_end_date,
+  cohort_end_date
+)
+SELECT
+  f.person_id,
+  f.index_date,
+  op.observation_period_start_date,
+  op.observation_period_end_date,
+  CASE
+    WHEN NOT d.death_date IS NULL AND d.death_date < op.observation_period_end_date
+    THEN CASE WHEN d.death_date < f.index_date THEN f.index_date ELSE d.death_date END
+    ELSE op.observation_period_end_date
+  END AS cohort_end_date
+FROM (
+  SELECT
+    de.person_id,
+    MIN(de.drug_exposure_start_date) AS index_date
+  FROM cdm.drug_exposure AS de
+  JOIN results.l059_codeset AS cs
+    ON cs.concept_id = de.drug_concept_id AND cs.codeset_id = 1
+  GROUP BY
+    de.person_id
+) AS f
+JOIN cdm.observation_period AS op
+  ON op.person_id = f.person_id
+  AND op.observation_period_start_date <= f.index_date
+  AND op.observation_period_end_date >= f.index_date
+LEFT JOIN (
+  SELECT
+    person_id,
+    MIN(death_date) AS death_date
+  FROM cdm.death
+  GROUP BY
+    person_id
+) AS d
+  ON d.person_id = f.person_id
+WHERE
+  f.index_date >= CAST('2022-01-01' AS DATE)
+  AND f.index_date <= CAST('2024-12-31' AS DATE);
+
+-- 03_cohort_events.sql
+INSERT INTO results.l059_events (
+  person_id,
+  codeset_id,
+  start_date,
+  end_date,
+  value_as_number,
+  value_as_concept_id,
+  range_high
+)
+SELECT
+  x.person_id,
+  cs.codeset_id,
+  x.start_date,
+  x.end_date,
+  x.value_as_number,
+  x.value_as_concept_id,
+  x.range_high
+FROM (
+  SELECT
+    co.person_id,
+    co.condition_concept_id AS concept_id,
+    co.condition_start_date AS start_date,
+    COALESCE(co.condition_end_date, co.condition_start_date) AS end_date,
+    CAST(NULL AS DOUBLE) AS value_as_number,
+    CAST(NULL AS BIGINT) AS value_as_concept_id,
+    CAST(NULL AS DOUBLE) AS range_high
+  FROM cdm.condition_occurrence AS co
+  UNION ALL
+  SELECT
+    de.person_id,
+    de.drug_concept_id,
+    de.drug_exposure_start_date,
+    COALESCE(
+      de.drug_exposure_end_date,
+      CASE
+        WHEN de.days_supply > 0
+        THEN DATEADD(DAY, de.days_supply - 1, de.drug_exposure_start_date)
+      END,
+      de.drug_exposure_start_date
+    ),
+    CAST(NULL AS DOUBLE),
+    CAST(NULL AS BIGINT),
+    CAST(NULL AS DOUBLE)
+  FROM cdm.drug_exposure AS de
+  UNION ALL
+  SELECT
+    po.person_id,
+    po.procedure_concept_id,
+    po.procedure_date,
+    COALESCE(po.procedure_end_date, po.procedure_date),
+    CAST(NULL AS DOUBLE),
+    CAST(NULL AS BIGINT),
+    CAST(NULL AS DOUBLE)
+  FROM cdm.procedure_occurrence AS po
+  UNION ALL
+  SELECT
+    m.person_id,
+    m.measurement_concept_id,
+    m.measurement_date,
+    m.measurement_date,
+    CAST(m.value_as_number AS DOUBLE),
+    CAST(m.value_as_concept_id AS BIGINT),
+    CAST(m.range_high AS DOUBLE)
+  FROM cdm.measurement AS m
+  UNION ALL
+  SELECT
+    o.person_id,
+    o.observation_concept_id,
+    o.observation_date,
+    o.observation_date,
+    CAST(o.value_as_number AS DOUBLE),
+    CAST(o.value_as_concept_id AS BIGINT),
+    CAST(NULL AS DOUBLE)
+  FROM cdm.observation AS o
+) AS x
+JOIN results.l059_codeset AS cs
+  ON cs.concept_id = x.concept_id
+JOIN results.l059_entry AS e
+  ON e.person_id = x.person_id;
+
+-- 04_index_dates.sql
+INSERT INTO results.l059_qualified (
+  person_id,
+  index_date,
+  op_start_date,
+  op_end_date,
+  cohort_end_date,
+  sclc_date,
+  es_date,
+  induction_start
+)
+WITH sclc AS (
+  SELECT
+    person_id,
+    MIN(start_date) AS sclc_date
+  FROM results.l059_events
+  WHERE
+    codeset_id = 2
+  GROUP BY
+    person_id
+), es AS (
+  SELECT
+    ev.person_id,
+    MIN(ev.start_date) AS es_date
+  FROM results.l059_events AS ev
+  JOIN sclc
+    ON sclc.person_id = ev.person_id
+  WHERE
+    ev.codeset_id = 3 AND ev.start_date >= sclc.sclc_date
+  GROUP BY
+    ev.person_id
+), induction AS (
+  SELECT
+    ev.person_id,
+    MIN(ev.start_date) AS induction_start
+  FROM results.l059_events AS ev
+  JOIN es
+    ON es.person_id = ev.person_id
+  WHERE
+    ev.codeset_id = 5 AND ev.start_date >= DATEADD(DAY, -14, es.es_date)
+  GROUP BY
+    ev.person_id
+)
+SELECT
+  e.person_id,
+  e.index_date,
+  e.op_start_date,
+  e.op_end_date,
+  e.cohort_end_date,
+  sclc.sclc_date,
+  es.es_date,
+  induction.induction_start
+FROM results.l059_entry AS e
+LEFT JOIN sclc
+  ON sclc.person_id = e.person_id
+LEFT JOIN es
+  ON es.person_id = e.person_id
+LEFT JOIN induction
+  ON induction.person_id = e.person_id;
+
+-- r01_adult_at_index.sql
+INSERT INTO results.l059_inclusion (
+  rule_id,
+  person_id
+)
+SELECT
+  0,
+  q.person_id
+FROM results.l059_qualified AS q
+JOIN cdm.person AS p
+  ON p.person_id = q.person_id
+WHERE
+  (
+    NOT p.month_of_birth IS NULL
+    AND NOT p.day_of_birth IS NULL
+    AND (
+      YEAR(TO_DATE(q.index_date)) - p.year_of_birth
+    ) * 10000 + MONTH(TO_DATE(q.index_date)) * 100 + DAY(TO_DATE(q.index_date)) - p.month_of_birth * 100 - p.day_of_birth >= 18 * 10000
+  )
+  OR (
+    (
+      p.month_of_birth IS NULL OR p.day_of_birth IS NULL
+    )
+    AND YEAR(TO_DATE(q.index_date)) - p.year_of_birth >= 18
+  );
+
+-- r02_es_sclc_by_index.sql
+INSERT INTO results.l059_inclusion (
+  rule_id,
+  person_id
+)
+SELECT
+  1,
+  q.person_id
+FROM results.l059_qualified AS q
+WHERE
+  q.sclc_date <= q.index_date AND q.es_date <= q.index_date;
+
+-- r03_no_recent_limited_stage_therapy.sql
+INSERT INTO results.l059_inclusion (
+  rule_id,
+  person_id
+)
+SELECT
+  2,
+  q.person_id
+FROM results.l059_qualified AS q
+LEFT JOIN (
+  SELECT DISTINCT
+    ls.person_id
+  FROM results.l059_events AS ls
+  JOIN results.l059_qualified AS q2
+    ON q2.person_id = ls.person_id
+  WHERE
+    ls.codeset_id = 4 AND ls.start_date < q2.es_date
+) AS limited
+  ON limited.person_id = q.person_id
+LEFT JOIN (
+  SELECT DISTINCT
+    t.person_id
+  FROM results.l059_events AS t
+  JOIN results.l059_qualified AS q2
+    ON q2.person_id = t.person_id
+  WHERE
+    t.codeset_id IN (5, 6, 7, 8)
+    AND t.end_date < q2.es_date
+    AND t.end_date > DATEADD(DAY, -183, q2.es_date)
+) AS recent
+  ON recent.person_id = q.person_id
+WHERE
+  limited.person_id IS NULL OR recent.person_id IS NULL;
+
+-- r04_measurable_target_lesion.sql
+INSERT INTO results.l059_inclusion (
+  rule_id,
+  person_id
+)
+SELECT
+  3,
+  q.person_id
+FROM results.l059_qualified AS q
+JOIN (
+  SELECT DISTINCT
+    m.person_id
+  FROM results.l059_events AS m
+  JOIN results.l059_qualified AS q2
+    ON q2.person_id = m.person_id
+  WHERE
+    m.codeset_id = 16
+    AND m.value_as_number >= 10
+    AND m.start_date >= DATEADD(DAY, -42, q2.es_date)
+    AND m.start_date <= q2.index_date
+) AS ok
+  ON ok.person_id = q.person_id;
+
+-- r05_induction_chemoimmunotherapy.sql
+INSERT INTO results.l059_inclusion (
+  rule_id,
+  person_id
+)
+WITH admin AS (
+  SELECT DISTINCT
+    ev.person_id,
+    ev.start_date AS d
+  FROM results.l059_events AS ev
+  JOIN results.l059_qualified AS q
+    ON q.person_id = ev.person_id
+  WHERE
+    ev.codeset_id = 5
+    AND ev.start_date >= q.induction_start
+    AND ev.start_date < q.index_date
+), nxt AS (
+  SELECT
+    a.person_id,
+    a.d,
+    MIN(b.d) AS next_d
+  FROM admin AS a
+  JOIN admin AS b
+    ON b.person_id = a.person_id AND b.d >= DATEADD(DAY, 14, a.d)
+  GROUP BY
+    a.person_id,
+    a.d
+), c1 AS (
+  SELECT
+    person_id,
+    MIN(d) AS d
+  FROM admin
+  GROUP BY
+    person_id
+), c2 AS (
+  SELECT
+    c.person_id,
+    n.next_d AS d
+  FROM c1 AS c
+  JOIN nxt AS n
+    ON n.person_id = c.person_id AND n.d = c.d
+), c3 AS (
+  SELECT
+    c.person_id,
+    n.next_d AS d
+  FROM c2 AS c
+  JOIN nxt AS n
+    ON n.person_id = c.person_id AND n.d = c.d
+), c4 AS (
+  SELECT
+    c.person_id,
+    n.next_d AS d
+  FROM c3 AS c
+  JOIN nxt AS n
+    ON n.person_id = c.person_id AND n.d = c.d
+), c5 AS (
+  SELECT
+    c.person_id,
+    n.next_d AS d
+  FROM c4 AS c
+  JOIN nxt AS n
+    ON n.person_id = c.person_id AND n.d = c.d
+), c6 AS (
+  SELECT
+    c.person_id,
+    n.next_d AS d
+  FROM c5 AS c
+  JOIN nxt AS n
+    ON n.person_id = c.person_id AND n.d = c.d
+), c7 AS (
+  SELECT
+    c.person_id,
+    n.next_d AS d
+  FROM c6 AS c
+  JOIN nxt AS n
+    ON n.person_id = c.person_id AND n.d = c.d
+), c8 AS (
+  SELECT
+    c.person_id,
+    n.next_d AS d
+  FROM c7 AS c
+  JOIN nxt AS n
+    ON n.person_id = c.person_id AND n.d = c.d
+), c9 AS (
+  SELECT
+    c.person_id,
+    n.next_d AS d
+  FROM c8 AS c
+  JOIN nxt AS n
+    ON n.person_id = c.person_id AND n.d = c.d
+), c10 AS (
+  SELECT
+    c.person_id,
+    n.next_d AS d
+  FROM c9 AS c
+  JOIN nxt AS n
+    ON n.person_id = c.person_id AND n.d = c.d
+), cycles AS (
+  SELECT
+    person_id,
+    COUNT(*) AS n_cycles
+  FROM (
+    SELECT
+      person_id
+    FROM c1
+    UNION ALL
+    SELECT
+      person_id
+    FROM c2
+    UNION ALL
+    SELECT
+      person_id
+    FROM c3
+    UNION ALL
+    SELECT
+      person_id
+    FROM c4
+    UNION ALL
+    SELECT
+      person_id
+    FROM c5
+    UNION ALL
+    SELECT
+      person_id
+    FROM c6
+    UNION ALL
+    SELECT
+      person_id
+    FROM c7
+    UNION ALL
+    SELECT
+      person_id
+    FROM c8
+    UNION ALL
+    SELECT
+      person_id
+    FROM c9
+    UNION ALL
+    SELECT
+      person_id
+    FROM c10
+  ) AS counted
+  GROUP BY
+    person_id
+), partners AS (
+  SELECT
+    ev.person_id,
+    SUM(CASE WHEN ev.codeset_id = 6 THEN 1 ELSE 0 END) AS n_etoposide,
+    SUM(CASE WHEN ev.codeset_id = 7 THEN 1 ELSE 0 END) AS n_pd1
+  FROM results.l059_events AS ev
+  JOIN results.l059_qualified AS q
+    ON q.person_id = ev.person_id
+  WHERE
+    ev.codeset_id IN (6, 7)
+    AND ev.start_date >= q.induction_start
+    AND ev.start_date < q.index_date
+  GROUP BY
+    ev.person_id
+)
+SELECT
+  4,
+  q.person_id
+FROM results.l059_qualified AS q
+JOIN cycles AS c
+  ON c.person_id = q.person_id
+JOIN partners AS p
+  ON p.person_id = q.person_id
+WHERE
+  c.n_cycles >= 4 AND c.n_cycles <= 6 AND p.n_etoposide > 0 AND p.n_pd1 > 0;
+
+-- r06_no_progression_during_induction.sql
+INSERT INTO results.l059_inclusion (
+  rule_id,
+  person_id
+)
+SELECT
+  5,
+  q.person_id
+FROM results.l059_qualified AS q
+LEFT JOIN (
+  SELECT DISTINCT
+    a.person_id
+  FROM results.l059_events AS a
+  JOIN results.l059_qualified AS q2
+    ON q2.person_id = a.person_id
+  JOIN results.l059_codeset AS v
+    ON v.concept_id = a.value_as_concept_id AND v.codeset_id = 19
+  WHERE
+    a.codeset_id = 17
+    AND a.start_date >= q2.induction_start
+    AND a.start_date <= q2.index_date
+) AS pd
+  ON pd.person_id = q.person_id
+WHERE
+  pd.person_id IS NULL;
+
+-- r07_ecog_0_to_2.sql
+INSERT INTO results.l059_inclusion (
+  rule_id,
+  person_id
+)
+WITH ecog AS (
+  SELECT
+    m.person_id,
+    m.value_as_number,
+    ROW_NUMBER() OVER (
+      PARTITION BY m.person_id
+      ORDER BY m.start_date DESC NULLS LAST, m.value_as_number DESC NULLS LAST
+    ) AS rn
+  FROM results.l059_events AS m
+  JOIN results.l059_qualified AS q2
+    ON q2.person_id = m.person_id
+  WHERE
+    m.codeset_id = 15
+    AND NOT m.value_as_number IS NULL
+    AND m.start_date >= DATEADD(DAY, -42, q2.index_date)
+    AND m.start_date <= q2.index_date
+)
+SELECT
+  6,
+  q.person_id
+FROM results.l059_qualified AS q
+JOIN ecog
+  ON ecog.person_id = q.person_id AND ecog.rn = 1
+WHERE
+  ecog.value_as_number >= 0 AND ecog.value_as_number <= 2;
+
+-- r08_pd1_with_anlotinib.sql
+INSERT INTO results.l059_inclusion (
+  rule_id,
+  person_id
+)
+SELECT
+  7,
+  q.person_id
+FROM results.l059_qualified AS q
+JOIN (
+  SELECT DISTINCT
+    d.person_id
+  FROM results.l059_events AS d
+  JOIN results.l059_qualified AS q2
+    ON q2.person_id = d.person_id
+  WHERE
+    d.codeset_id = 7
+    AND d.start_date >= DATEADD(DAY, -7, q2.index_date)
+    AND d.start_date <= DATEADD(DAY, 28, q2.index_date)
+) AS ok
+  ON ok.person_id = q.person_id;
+
+-- r09_anlotinib_six_weeks.sql
+INSERT INTO results.l059_inclusion (
+  rule_id,
+  person_id
+)
+WITH ex AS (
+  SELECT
+    d.person_id,
+    d.start_date,
+    d.end_date,
+    MAX(d.end_date) OVER (
+      PARTITION BY d.person_id
+      ORDER BY d.start_date NULLS FIRST, d.end_date NULLS FIRST
+      ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING
+    ) AS prev_end
+  FROM results.l059_events AS d
+  WHERE
+    d.codeset_id = 1
+), marked AS (
+  SELECT
+    person_id,
+    end_date,
+    SUM(
+      CASE
+        WHEN prev_end IS NULL OR start_date > DATEADD(DAY, 30, prev_end)
+        THEN 1
+        ELSE 0
+      END
+    ) OVER (
+      PARTITION BY person_id
+      ORDER BY start_date NULLS FIRST, end_date NULLS FIRST
+      ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW
+    ) AS era_number
+  FROM ex
+), first_era AS (
+  SELECT
+    person_id,
+    MAX(end_date) AS era_end
+  FROM marked
+  WHERE
+    era_number = 1
+  GROUP BY
+    person_id
+)
+SELECT
+  8,
+  q.person_id
+FROM results.l059_qualified AS q
+JOIN first_era AS f
+  ON f.person_id = q.person_id
+WHERE
+  DATEADD(DAY, 1, f.era_end) >= DATEADD(DAY, 42, q.index_date);
+
+-- r10_evaluable_assessment_after_index.sql
+INSERT INTO results.l059_inclusion (
+  rule_id,
+  person_id
+)
+SELECT
+  9,
+  q.person_id
+FROM results.l059_qualified AS q
+JOIN (
+  SELECT DISTINCT
+    a.person_id
+  FROM results.l059_events AS a
+  JOIN results.l059_qualified AS q2
+    ON q2.person_id = a.person_id
+  JOIN results.l059_codeset AS v
+    ON v.concept_id = a.value_as_concept_id AND v.codeset_id = 18
+  WHERE
+    a.codeset_id = 17 AND a.start_date > q2.index_date
+) AS ok
+  ON ok.person_id = q.person_id;
+
+-- r11_no_prior_io_or_antiangiogenic.sql
+INSERT INTO results.l059_inclusion (
+  rule_id,
+  person_id
+)
+SELECT
+  10,
+  q.person_id
+FROM results.l059_qualified AS q
+LEFT JOIN (
+  SELECT DISTINCT
+    d.person_id
+  FROM results.l059_events AS d
+  JOIN results.l059_qualified AS q2
+    ON q2.person_id = d.person_id
+  WHERE
+    d.codeset_id IN (1, 7, 9) AND d.start_date < q2.es_date
+) AS prior_use
+  ON prior_use.person_id = q.person_id
+WHERE
+  prior_use.person_id IS NULL;
+
+-- r12_no_treated_autoimmune_disease.sql
+INSERT INTO results.l059_inclusion (
+  rule_id,
+  person_id
+)
+SELECT
+  11,
+  q.person_id
+FROM results.l059_qualified AS q
+LEFT JOIN (
+  SELECT
+    c.person_id
+  FROM results.l059_events AS c
+  JOIN results.l059_qualified AS q2
+    ON q2.person_id = c.person_id
+  WHERE
+    c.codeset_id IN (10, 11)
+    AND c.start_date >= DATEADD(DAY, -730, q2.index_date)
+    AND c.start_date <= q2.index_date
+  GROUP BY
+    c.person_id
+  HAVING
+    COUNT(DISTINCT c.codeset_id) = 2
+) AS treated
+  ON treated.person_id = q.person_id
+WHERE
+  treated.person_id IS NULL;
+
+-- r13_no_coagulation_dysfunction.sql
+INSERT INTO results.l059_inclusion (
+  rule_id,
+  person_id
+)
+SELECT
+  12,
+  q.person_id
+FROM results.l059_qualified AS q
+LEFT JOIN (
+  SELECT DISTINCT
+    x.person_id
+  FROM results.l059_events AS x
+  JOIN results.l059_qualified AS q2
+    ON q2.person_id = x.person_id
+  WHERE
+    (
+      x.codeset_id = 13
+      AND x.value_as_number > 1.5
+      AND x.start_date >= DATEADD(DAY, -30, q2.index_date)
+      AND x.start_date <= q2.index_date
+    )
+    OR (
+      x.codeset_id = 14
+      AND x.value_as_number > 1.5 * COALESCE(x.range_high, 40)
+      AND x.start_date >= DATEADD(DAY, -30, q2.index_date)
+      AND x.start_date <= q2.index_date
+    )
+    OR (
+      x.codeset_id = 12
+      AND x.start_date >= DATEADD(DAY, -180, q2.index_date)
+      AND x.start_date <= q2.index_date
+    )
+) AS coagulopathy
+  ON coagulopathy.person_id = q.person_id
+WHERE
+  coagulopathy.person_id IS NULL;
+
+-- 80_inclusion_masks.sql
+INSERT INTO results.l059_mask (
+  person_id,
+  inclusion_rule_mask
+)
+SELECT
+  q.person_id,
+  CAST(COALESCE(SUM(POWER(CAST(2 AS BIGINT), i.rule_id)), 0) AS BIGINT)
+FROM results.l059_qualified AS q
+LEFT JOIN results.l059_inclusion AS i
+  ON i.person_id = q.person_id
+GROUP BY
+  q.person_id;
+
+-- 85_inclusion_names (generated from the rule headers)
+DELETE FROM results.cohort_inclusion
+WHERE
+  cohort_definition_id = 1059;
+INSERT INTO results.cohort_inclusion (
+  cohort_definition_id,
+  rule_sequence,
+  name,
+  description
+)
+SELECT
+  1059 AS cohort_definition_id,
+  0 AS rule_sequence,
+  'R1 Age >= 18 at index' AS name,
+  'age >= 18 on the index date, from the full birth date where month and day are known, else from the birth year.' AS description
+UNION ALL
+SELECT
+  1059 AS cohort_definition_id,
+  1 AS rule_sequence,
+  'R2 ES-SCLC by index' AS name,
+  'an SCLC diagnosis and an extensive-stage record on or after it (the ES date), both on or before the index date.' AS description
+UNION ALL
+SELECT
+  1059 AS cohort_definition_id,
+  2 AS rule_sequence,
+  'R3 Treatment-free interval after limited-stage disease' AS name,
+  'no limited-stage record before the ES date, or the last anticancer treatment (chemotherapy, PD-(L)1 agent or radiotherapy) that ended before the ES date ended >= 183 days before it.' AS description
+UNION ALL
+SELECT
+  1059 AS cohort_definition_id,
+  3 AS rule_sequence,
+  'R4 Measurable target lesion' AS name,
+  'a target-lesion measurement >= 10 mm between ES date - 42 days and the index date.' AS description
+UNION ALL
+SELECT
+  1059 AS cohort_definition_id,
+  4 AS rule_sequence,
+  'R5 4-6 cycles of induction chemoimmunotherapy' AS name,
+  'between induction start and the day before index: 4-6 platinum cycles (administration dates; a date counts as a new cycle when >= 14 days after the previous counted one), at least one etoposide and at least one PD-(L)1 administration.' AS description
+UNION ALL
+SELECT
+  1059 AS cohort_definition_id,
+  5 AS rule_sequence,
+  'R6 No progression during induction' AS name,
+  'no PD tumour assessment from induction start to the index date.' AS description
+UNION ALL
+SELECT
+  1059 AS cohort_definition_id,
+  6 AS rule_sequence,
+  'R7 ECOG 0-2' AS name,
+  'the latest ECOG value in [index - 42 days, index] is <= 2 (several on that day: the worst); no ECOG recorded: the rule fails.' AS description
+UNION ALL
+SELECT
+  1059 AS cohort_definition_id,
+  7 AS rule_sequence,
+  'R8 PD-(L)1 agent with anlotinib' AS name,
+  'a PD-(L)1 administration in [index - 7 days, index + 28 days].' AS description
+UNION ALL
+SELECT
+  1059 AS cohort_definition_id,
+  8 AS rule_sequence,
+  'R9 Anlotinib >= 6 weeks' AS name,
+  'the anlotinib era that starts at index (exposures merged while the next starts <= 30 days after the latest end so far, as OHDSI drug eras) covers >= 42 days counting its first and last day.' AS description
+UNION ALL
+SELECT
+  1059 AS cohort_definition_id,
+  9 AS rule_sequence,
+  'R10 Evaluable tumour assessment after index' AS name,
+  'at least one tumour assessment with response CR, PR, SD or PD after the index date.' AS description
+UNION ALL
+SELECT
+  1059 AS cohort_definition_id,
+  10 AS rule_sequence,
+  'R11 No PD-(L)1 or anti-angiogenic agent before ES' AS name,
+  'no PD-(L)1 agent, anlotinib, apatinib or bevacizumab before the ES date.' AS description
+UNION ALL
+SELECT
+  1059 AS cohort_definition_id,
+  11 AS rule_sequence,
+  'R12 No autoimmune disease with immunosuppressive therapy' AS name,
+  'not both an autoimmune condition and immunosuppressive therapy starting in [index - 730 days, index].' AS description
+UNION ALL
+SELECT
+  1059 AS cohort_definition_id,
+  12 AS rule_sequence,
+  'R13 No coagulation dysfunction or bleeding tendency' AS name,
+  'no INR > 1.5 and no APTT > 1.5 x ULN (range_high; 40 s where absent) in [index - 30 days, index]; no coagulation-disorder or bleeding condition in [index - 180 days, index].' AS description;
+
+-- 90_cohort_rows.sql
+DELETE FROM results.cohort
+WHERE
+  cohort_definition_id = 1059;
+INSERT INTO results.cohort (
+  cohort_definition_id,
+  subject_id,
+  cohort_start_date,
+  cohort_end_date
+)
+SELECT
+  1059,
+  q.person_id,
+  q.index_date,
+  q.cohort_end_date
+FROM results.l059_qualified AS q
+JOIN results.l059_mask AS m
+  ON m.person_id = q.person_id
+WHERE
+  m.inclusion_rule_mask = 8191;
+
+-- 91_inclusion_stats.sql
+DELETE FROM results.cohort_inclusion_result
+WHERE
+  cohort_definition_id = 1059;
+INSERT INTO results.cohort_inclusion_result (
+  cohort_definition_id,
+  inclusion_rule_mask,
+  person_count,
+  mode_id
+)
+SELECT
+  1059,
+  m.inclusion_rule_mask,
+  COUNT(*),
+  modes.mode_id
+FROM results.l059_mask AS m
+CROSS JOIN (
+  SELECT
+    0 AS mode_id
+  UNION ALL
+  SELECT
+    1 AS mode_id
+) AS modes
+GROUP BY
+  m.inclusion_rule_mask,
+  modes.mode_id;
+DELETE FROM results.cohort_inclusion_stats
+WHERE
+  cohort_definition_id = 1059;
+INSERT INTO results.cohort_inclusion_stats (
+  cohort_definition_id,
+  rule_sequence,
+  person_count,
+  gain_count,
+  person_total,
+  mode_id
+)
+SELECT
+  1059,
+  r.rule_sequence,
+  COALESCE(met.person_count, 0),
+  COALESCE(gain.gain_count, 0),
+  total.person_total,
+  modes.mode_id
+FROM results.cohort_inclusion AS r
+CROSS JOIN (
+  SELECT
+    COUNT(*) AS person_total
+  FROM results.l059_qualified
+) AS total
+CROSS JOIN (
+  SELECT
+    0 AS mode_id
+  UNION ALL
+  SELECT
+    1 AS mode_id
+) AS modes
+LEFT JOIN (
+  SELECT
+    rule_id,
+    COUNT(DISTINCT person_id) AS person_count
+  FROM results.l059_inclusion
+  GROUP BY
+    rule_id
+) AS met
+  ON met.rule_id = r.rule_sequence
+LEFT JOIN (
+  SELECT
+    inclusion_rule_mask,
+    COUNT(*) AS gain_count
+  FROM results.l059_mask
+  GROUP BY
+    inclusion_rule_mask
+) AS gain
+  ON gain.inclusion_rule_mask = 8191 - CAST(POWER(CAST(2 AS BIGINT), r.rule_sequence) AS BIGINT)
+WHERE
+  r.cohort_definition_id = 1059;
+DELETE FROM results.cohort_summary_stats
+WHERE
+  cohort_definition_id = 1059;
+INSERT INTO results.cohort_summary_stats (
+  cohort_definition_id,
+  base_count,
+  final_count,
+  mode_id
+)
+SELECT
+  1059,
+  base.n,
+  final_q.n,
+  modes.mode_id
+FROM (
+  SELECT
+    COUNT(*) AS n
+  FROM results.l059_qualified
+) AS base
+CROSS JOIN (
+  SELECT
+    COUNT(*) AS n
+  FROM results.l059_mask
+  WHERE
+    inclusion_rule_mask = 8191
+) AS final_q
+CROSS JOIN (
+  SELECT
+    0 AS mode_id
+  UNION ALL
+  SELECT
+    1 AS mode_id
+) AS modes;
+
+-- 99_drop_scratch_tables.sql
+DROP TABLE IF EXISTS results.l059_codeset;
+DROP TABLE IF EXISTS results.l059_entry;
+DROP TABLE IF EXISTS results.l059_events;
+DROP TABLE IF EXISTS results.l059_qualified;
+DROP TABLE IF EXISTS results.l059_inclusion;
+DROP TABLE IF EXISTS results.l059_mask;
