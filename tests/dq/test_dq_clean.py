@@ -184,7 +184,7 @@ def test_planted_defects_are_found(cdm_engine):
 
 
 def test_cli_exit_codes(tmp_path):
-    url = f"duckdb:///{tmp_path / 'dq.duckdb'}"
+    url = f"duckdb:///{tmp_path / 'l059.duckdb'}"
     engine = sa.create_engine(url)
     from l059_omop.db.api import init_db
 
@@ -210,7 +210,7 @@ def test_cli_exit_codes(tmp_path):
 def test_duckdb_only_defects(tmp_path):
     """What PostgreSQL would refuse but DuckDB stores: a missing table, text over its VARCHAR(n), a
     duplicate primary key."""
-    url = f"duckdb:///{tmp_path / 'dq.duckdb'}"
+    url = f"duckdb:///{tmp_path / 'l059.duckdb'}"
     engine = sa.create_engine(url)
     from l059_omop.db.api import init_db
 

@@ -4,7 +4,6 @@ foreign-key validation), not with the project's check SQL."""
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pandas as pd
@@ -24,18 +23,11 @@ EXPECTED_FAILING_TYPES = {"isForeignKey", "standardConceptRecordCompleteness", "
 
 
 @pytest.fixture
-def eunomia(db_url, tmp_path):
+def eunomia(db_url):
     if not EUNOMIA.is_dir():
         pytest.skip(f"Eunomia Synthea27Nj CSVs not found at {EUNOMIA}")
-    # NOTE_NLP.csv (header only) is left out: its column "offset" is spelt '"offset"' in the OMOP spec CSV, so
-    # import_cdm rejects the header (a foundation bug, reported); nothing is lost, the table is empty.
-    src = tmp_path / "eunomia"
-    src.mkdir()
-    for p in EUNOMIA.glob("*.csv"):
-        if p.name != "NOTE_NLP.csv":
-            shutil.copy(p, src / p.name)
     engine = sa.create_engine(db_url)
-    result = import_cdm(engine, src)
+    result = import_cdm(engine, EUNOMIA)
     df = run_checks(engine, "cdm")
     yield engine, df, result
     engine.dispose()
