@@ -46,12 +46,32 @@ class Extract:
     parameters: dict[str, int] = field(default_factory=dict)
 
 
+# outcome set name -> the cohort's concept-set file (mappings/concept_sets/), reused so that the cohort and its
+# outcomes read the same facts; sets only the outcomes need live in mappings/concept_sets/outcomes/
+SHARED_SETS: dict[str, str] = {
+    "anlotinib": "01_anlotinib.yaml",
+    "pd1_agents": "07_pd1_pdl1.yaml",
+    "ecog": "15_ecog.yaml",
+    "tumour_assessment": "17_tumour_assessment.yaml",
+    "response_pd": "19_response_pd.yaml",
+}
+
+
 def outcome_concept_sets(engine: Engine, cdm_schema: str, folder: Path | None = None) -> dict[str, list[int]]:
     """Resolve every outcome concept set (name -> sorted concept ids) against the loaded vocabulary."""
     folder = folder or mappings_path("concept_sets", "outcomes")
-    sets = [cs.parse_concept_set(p, i) for i, p in enumerate(sorted(folder.glob("*.yaml")), start=1)]
+    files = {p.stem: p for p in sorted(folder.glob("*.yaml"))}
+    for name, file in SHARED_SETS.items():
+        if name not in files:
+            path = folder.parent / file
+            if not path.is_file():
+                raise BadInput(f"concept set {name!r} not found (expected the cohort's {path})")
+            files[name] = path
+    out: dict[str, list[int]] = {}
     with engine.connect() as con:
-        return {s.name: sorted(cs.resolve(con, cdm_schema, s)) for s in sets}
+        for i, (name, path) in enumerate(sorted(files.items()), start=1):
+            out[name] = sorted(cs.resolve(con, cdm_schema, cs.parse_concept_set(path, i)))
+    return out
 
 
 def _run(engine: Engine, name: str, params: dict) -> pd.DataFrame:
@@ -135,9 +155,13 @@ def _typed_persons(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def _typed_ae(df: pd.DataFrame) -> pd.DataFrame:
+    """One row per person and term; the term is the concept's name, or the source value when unmapped."""
     if df.empty:
         return pd.DataFrame({"person_id": pd.Series(dtype="int64"), "condition_concept_id": pd.Series(dtype="int64"),
                              "term": pd.Series(dtype=object), "worst_grade": pd.Series(dtype=float)})
     df["worst_grade"] = pd.to_numeric(df["worst_grade"]).astype(float)
-    df["term"] = df["term"].where(df["term"].notna(), "concept " + df["condition_concept_id"].astype(str))
-    return df
+    df["condition_concept_id"] = pd.to_numeric(df["condition_concept_id"]).astype("int64")
+    unmapped = "unmapped: " + df["source_value"].fillna("(no source value)").astype(str)
+    named = df["concept_name"].where(df["concept_name"].notna(), "concept " + df["condition_concept_id"].astype(str))
+    df["term"] = named.where(df["condition_concept_id"] != 0, unmapped)
+    return df[["person_id", "condition_concept_id", "term", "worst_grade"]]

@@ -100,7 +100,10 @@ def attrition_diagram(attrition: pd.DataFrame | None, final_n: int, min_cell_cou
     if attrition is not None and len(attrition):
         for _, r in attrition.sort_values("rule_sequence").iterrows():
             steps.append((str(r["rule_name"]), r["persons_remaining"], r["persons_excluded"]))
-    n_boxes = len(steps) + 1
+    if steps and steps[0][2] == 0 and len(steps) > 1:
+        n_boxes = len(steps)
+    else:
+        n_boxes = len(steps) + 1
     height = max(3.0, 0.62 * n_boxes + 0.8)
     fig = plt.figure(figsize=(9.0, height))
     ax = fig.add_axes((0, 0, 1, 1))
@@ -118,13 +121,13 @@ def attrition_diagram(attrition: pd.DataFrame | None, final_n: int, min_cell_cou
 
     y = n_boxes
     if steps:
-        first_remaining = steps[0][1]
-        first_excluded = steps[0][2]
-        try:
-            entrants = int(first_remaining) + int(first_excluded)
-        except (TypeError, ValueError):
-            entrants = first_remaining
-        box(0.3, y, 4.2, f"Entered the cohort\n{fmt(entrants)}", "#dce6f1")
+        entry_name = "Entered the cohort"
+        if steps[0][2] == 0 and len(steps) > 1:  # build-cohort's entry row: persons entering, none excluded
+            entry_name, entrants = steps[0][0], steps[0][1]
+            steps = steps[1:]
+        else:
+            entrants = int(steps[0][1]) + int(steps[0][2])
+        box(0.3, y, 4.2, f"{entry_name[:70]}\n{fmt(entrants)}", "#dce6f1")
         for i, (name, remaining, excluded) in enumerate(steps):
             ax.annotate("", xy=(2.4, y - 0.76), xytext=(2.4, y - 0.24),
                         arrowprops={"arrowstyle": "->", "lw": 0.8})

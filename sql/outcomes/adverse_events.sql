@@ -31,7 +31,10 @@ windows AS (
   LEFT JOIN last_anlotinib l ON l.person_id = c.person_id
 ),
 graded AS (
-  SELECT w.person_id, co.condition_concept_id, m.value_as_number AS grade
+  SELECT w.person_id, co.condition_concept_id,
+         -- an unmapped event (concept 0) keeps its source code or text as its term
+         CASE WHEN co.condition_concept_id = 0 THEN co.condition_source_value END AS source_value,
+         m.value_as_number AS grade
   FROM windows w
   JOIN @cdm_database_schema.condition_occurrence co ON co.person_id = w.person_id
   JOIN @cdm_database_schema.measurement m
@@ -42,9 +45,9 @@ graded AS (
     AND co.condition_start_date <= w.window_end
     AND co.condition_start_date <= CAST(@data_cutoff AS DATE)
 )
-SELECT g.person_id, g.condition_concept_id, cn.concept_name AS term,
+SELECT g.person_id, g.condition_concept_id, g.source_value, cn.concept_name,
        MAX(g.grade) AS worst_grade
 FROM graded g
-LEFT JOIN @cdm_database_schema.concept cn ON cn.concept_id = g.condition_concept_id
-GROUP BY g.person_id, g.condition_concept_id, cn.concept_name
-ORDER BY g.person_id, g.condition_concept_id;
+LEFT JOIN @cdm_database_schema.concept cn ON cn.concept_id = g.condition_concept_id AND g.condition_concept_id <> 0
+GROUP BY g.person_id, g.condition_concept_id, g.source_value, cn.concept_name
+ORDER BY g.person_id, g.condition_concept_id, g.source_value;
