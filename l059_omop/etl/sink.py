@@ -157,7 +157,7 @@ class Sink:
         if self.strict:
             self.abort(None, status="failed-strict")
             raise StrictQuarantine(f"--strict: {q.locator}: {q.reason} (nothing was written)")
-        if len(self._pending_q) >= 5000:
+        if len(self._pending_q) >= 5000 and not self._con.in_transaction():
             with self._tx() as con:
                 self._flush_quarantine(con)
 
@@ -196,6 +196,10 @@ class Sink:
         """
         if not units:
             return []
+        with self._tx():
+            return self._write(units, final)
+
+    def _write(self, units: list[SourceUnit], final: bool) -> list[SourceUnit]:
         units = self._dedupe(units)
         existing = self._fetch_resources({(u.resource_type, u.source_id) for u in units})
         todo: list[SourceUnit] = []
@@ -391,68 +395,68 @@ class Sink:
     # ----------------------------------------------------------------- writing
     def _write_ready(self, ready: list[tuple[SourceUnit, list[tuple[str, dict]]]]) -> None:
         replaced_keys = {(u.resource_type, u.source_id) for u, _ in ready}
-        with self._tx() as con:
-            old = self._fetch_map(replaced_keys, con)  # rows of records loaded before (being replaced)
-            own_refs = [self._own(t, r) for _, rows in ready for t, r in rows]
-            ids = self._assign(own_refs, old)
-            new_ids = {(ref.table, oid) for ref, oid in ids.items()}
+        con = self._con
+        old = self._fetch_map(replaced_keys, con)  # rows of records loaded before (being replaced)
+        own_refs = [self._own(t, r) for _, rows in ready for t, r in rows]
+        ids = self._assign(own_refs, old)
+        new_ids = {(ref.table, oid) for ref, oid in ids.items()}
 
-            def rid(v):
-                if isinstance(v, Ref):
-                    if v in ids:
-                        return ids[v]
-                    if v in self._ids:
-                        return self._ids[v]
-                    return hashed_id(key_text(self.source_system, v.resource_type, v.source_id, v.row))
-                return v
+        def rid(v):
+            if isinstance(v, Ref):
+                if v in ids:
+                    return ids[v]
+                if v in self._ids:
+                    return self._ids[v]
+                return hashed_id(key_text(self.source_system, v.resource_type, v.source_id, v.row))
+            return v
 
-            # delete replaced rows (children first); referenced tables are upserted instead
-            by_table: dict[str, list[int]] = defaultdict(list)
-            for ref, oid in old.items():
-                if ref.table in _REFERENCED and (ref.table, oid) in new_ids:
-                    continue
-                by_table[ref.table].append(oid)
-            for table in sorted(by_table, key=lambda t: _DELETE_ORDER.index(t) if t in _DELETE_ORDER else -1):
-                n = self._delete_ids(con, self.cdm, table, TABLE_ID.get(table, f"{table}_id"), by_table[table])
-                self.report.rows_deleted[table] += n
-            if old or replaced_keys:
-                self._delete_keys(con, "source_id_map", replaced_keys)
-                self._delete_keys(con, "source_resource", replaced_keys)
-            # rows per table
-            frames: dict[str, list[dict]] = defaultdict(list)
-            map_rows = []
-            touched: set[int] = set()
-            for u, rows in ready:
-                for table, row in rows:
-                    own = self._own(table, row)
-                    out = {k: rid(v) for k, v in row.items()}
-                    frames[table].append(out)
-                    oid = out["person_id"] if table == "death" else out[TABLE_ID[table]]
-                    map_rows.append((u.resource_type, u.source_id, own.row, table, oid))
-                    if "person_id" in out:
-                        touched.add(out["person_id"])
-            for table in sorted(frames, key=lambda t: -_DELETE_ORDER.index(t) if t in _DELETE_ORDER else 0):
-                df = self._frame(table, frames[table])
-                upsert = table in _REFERENCED and any(r.table == table for r in old)
-                n = self._upsert(con, table, df) if upsert else bulk.insert_frame(con, self.cdm, table, df)
-                self.report.rows_inserted[table] += n
-            if map_rows:
-                mdf = pd.DataFrame(map_rows, columns=["resource_type", "source_id", "row_key", "omop_table",
-                                                      "omop_id"])
-                mdf.insert(0, "source_system", self.source_system)
-                mdf["run_id"] = self.run_id
-                mdf["omop_id"] = mdf["omop_id"].astype("int64")
-                bulk.insert_frame(con, self.etl, "source_id_map", mdf)
-            sdf = pd.DataFrame([{
-                "source_system": self.source_system, "resource_type": u.resource_type, "source_id": u.source_id,
-                "version_id": u.version_id, "last_updated": u.last_updated, "content_sha256": u.content_sha256,
-                "run_id": self.run_id, "locator": u.locator, "imputed": "; ".join(u.imputed) or None}
-                for u, _ in ready])
-            bulk.insert_frame(con, self.etl, "source_resource", sdf)
-            if touched:
-                bulk.insert_frame(con, self.etl, "touched_person",
-                                  pd.DataFrame({"run_id": self.run_id, "person_id": sorted(touched)}))
-            self._flush_quarantine(con)
+        # delete replaced rows (children first); referenced tables are upserted instead
+        by_table: dict[str, list[int]] = defaultdict(list)
+        for ref, oid in old.items():
+            if ref.table in _REFERENCED and (ref.table, oid) in new_ids:
+                continue
+            by_table[ref.table].append(oid)
+        for table in sorted(by_table, key=lambda t: _DELETE_ORDER.index(t) if t in _DELETE_ORDER else -1):
+            n = self._delete_ids(con, self.cdm, table, TABLE_ID.get(table, f"{table}_id"), by_table[table])
+            self.report.rows_deleted[table] += n
+        if old or replaced_keys:
+            self._delete_keys(con, "source_id_map", replaced_keys)
+            self._delete_keys(con, "source_resource", replaced_keys)
+        # rows per table
+        frames: dict[str, list[dict]] = defaultdict(list)
+        map_rows = []
+        touched: set[int] = set()
+        for u, rows in ready:
+            for table, row in rows:
+                own = self._own(table, row)
+                out = {k: rid(v) for k, v in row.items()}
+                frames[table].append(out)
+                oid = out["person_id"] if table == "death" else out[TABLE_ID[table]]
+                map_rows.append((u.resource_type, u.source_id, own.row, table, oid))
+                if "person_id" in out:
+                    touched.add(out["person_id"])
+        for table in sorted(frames, key=lambda t: -_DELETE_ORDER.index(t) if t in _DELETE_ORDER else 0):
+            df = self._frame(table, frames[table])
+            upsert = table in _REFERENCED and any(r.table == table for r in old)
+            n = self._upsert(con, table, df) if upsert else bulk.insert_frame(con, self.cdm, table, df)
+            self.report.rows_inserted[table] += n
+        if map_rows:
+            mdf = pd.DataFrame(map_rows, columns=["resource_type", "source_id", "row_key", "omop_table",
+                                                  "omop_id"])
+            mdf.insert(0, "source_system", self.source_system)
+            mdf["run_id"] = self.run_id
+            mdf["omop_id"] = mdf["omop_id"].astype("int64")
+            bulk.insert_frame(con, self.etl, "source_id_map", mdf)
+        sdf = pd.DataFrame([{
+            "source_system": self.source_system, "resource_type": u.resource_type, "source_id": u.source_id,
+            "version_id": u.version_id, "last_updated": u.last_updated, "content_sha256": u.content_sha256,
+            "run_id": self.run_id, "locator": u.locator, "imputed": "; ".join(u.imputed) or None}
+            for u, _ in ready])
+        bulk.insert_frame(con, self.etl, "source_resource", sdf)
+        if touched:
+            bulk.insert_frame(con, self.etl, "touched_person",
+                              pd.DataFrame({"run_id": self.run_id, "person_id": sorted(touched)}))
+        self._flush_quarantine(con)
         for ref, oid in ids.items():
             if ref.table in _REFERENCED:
                 self._ids[ref] = oid

@@ -120,8 +120,9 @@ class _Loader:
                 self.buffer.append(u)
             else:
                 self.waiting_med.append(u)
-        if len(self.buffer) >= self.batch_size:
-            self.flush()
+        while len(self.buffer) >= self.batch_size:
+            batch, self.buffer = self.buffer[:self.batch_size], self.buffer[self.batch_size:]
+            self.deferred.extend(self.sink.write(batch))
 
     def _resolve_medication(self, u: SourceUnit) -> bool:
         for i, f in enumerate(u.facts):
@@ -134,9 +135,9 @@ class _Loader:
         return True
 
     def flush(self) -> None:
-        if self.buffer:
-            self.deferred.extend(self.sink.write(self.buffer))
-            self.buffer = []
+        while self.buffer:
+            batch, self.buffer = self.buffer[:self.batch_size], self.buffer[self.batch_size:]
+            self.deferred.extend(self.sink.write(batch))
 
     def finish(self) -> None:
         self.flush()

@@ -1,0 +1,164 @@
+"""The sink through the FHIR loader, on DuckDB and PostgreSQL: idempotent reloads, version replacement,
+rollback of a failing batch, strict mode, id collisions, references that arrive late."""
+
+from __future__ import annotations
+
+import copy
+import json
+
+import pytest
+import sqlalchemy as sa
+from fhir_builders import L059, SNOMED, bundle, cc, patient_resources, write_json, write_ndjson
+
+from l059_omop.etl.fhir import load as load_mod
+from l059_omop.etl.fhir.load import load_fhir
+from l059_omop.etl.sink import StrictQuarantine
+
+TABLES = ["person", "death", "visit_occurrence", "condition_occurrence", "measurement", "observation",
+          "drug_exposure", "procedure_occurrence", "observation_period"]
+
+
+def snapshot(engine) -> dict:
+    out = {}
+    with engine.connect() as c:
+        for t in TABLES:
+            out[t] = sorted(tuple(str(x) for x in r) for r in c.execute(sa.text(f"select * from cdm.{t}")))
+        for t in ("source_id_map", "source_resource"):
+            out[t] = sorted(tuple(str(x) for x in r) for r in c.execute(sa.text(f"select * from etl.{t}")))
+    return out
+
+
+def counts(engine) -> dict:
+    with engine.connect() as c:
+        return {t: c.execute(sa.text(f"select count(*) from cdm.{t}")).scalar_one() for t in TABLES}
+
+
+def two_patients():
+    rs = patient_resources("p1") + patient_resources("p2", deceased=None, gender="female", dose_mg=8)
+    for r in rs:
+        if r["id"] in ("p2", "p2-sclc"):
+            r["meta"] = {"versionId": "1"}
+    return rs
+
+
+def test_reload_identical_then_newer_version_replaces(cdm_engine, tmp_path):
+    f = write_json(tmp_path / "in" / "b.json", bundle(two_patients()))
+    r1 = load_fhir(cdm_engine, [f], workers=1)
+    assert not r1.check() and r1.quarantined == 0
+    first = snapshot(cdm_engine)
+    assert len(first["person"]) == 2 and len(first["death"]) == 1 and len(first["observation_period"]) == 2
+    r2 = load_fhir(cdm_engine, [f], workers=1)
+    assert snapshot(cdm_engine) == first
+    assert r2.rows_inserted == {} and r2.t("Condition").unchanged == r1.t("Condition").mapped
+
+    # a newer version of a condition (new code) and of a patient (new gender, now deceased)
+    rs = two_patients()
+    for r in rs:
+        if r["id"] == "p2-sclc":
+            r["meta"] = {"versionId": "2"}
+            r["code"] = cc(SNOMED, "67841000119103")  # SCLC TNM stage 4
+        if r["id"] == "p2":
+            r["meta"] = {"versionId": "2"}
+            r["deceasedDateTime"] = "2021-06-01"
+    f2 = write_json(tmp_path / "in2" / "b.json", bundle(rs))
+    r3 = load_fhir(cdm_engine, [f2], workers=1)
+    after = snapshot(cdm_engine)
+    assert r3.rows_deleted["condition_occurrence"] == 1 and r3.rows_inserted["condition_occurrence"] == 1
+    assert len(after["death"]) == 2 and len(after["person"]) == 2
+    ids_before = {r[0] for r in first["condition_occurrence"]}
+    ids_after = {r[0] for r in after["condition_occurrence"]}
+    assert ids_before == ids_after  # same ids, replaced content
+    assert ("37395651" in {r[2] for r in after["condition_occurrence"]})
+    # the old version again: skipped, nothing changes
+    r4 = load_fhir(cdm_engine, [tmp_path / "in" / "b.json"], workers=1)
+    assert snapshot(cdm_engine) == after
+    assert r4.t("Condition").skipped["older version than the one loaded"] == 1
+    assert r4.t("Patient").skipped["older version than the one loaded"] == 1
+    assert not r4.check()
+
+
+def test_failing_batch_leaves_nothing_partial(cdm_engine, tmp_path):
+    rs = [r for i in range(6) for r in patient_resources(f"p{i}")]
+    f = write_ndjson(tmp_path / "all.ndjson", rs)
+    with pytest.raises(RuntimeError, match="injected failure"):
+        load_fhir(cdm_engine, [f], workers=1, batch_size=16, _fail_after_batches=1)
+    with cdm_engine.connect() as c:
+        mapped = c.execute(sa.text("select count(*) from etl.source_resource")).scalar_one()
+        rows = sum(counts(cdm_engine)[t] for t in TABLES if t != "observation_period")
+        in_map = c.execute(sa.text("select count(*) from etl.source_id_map")).scalar_one()
+        status = c.execute(sa.text("select status from etl.load_run")).scalar_one()
+    assert mapped == 16  # the first batch only
+    assert rows == in_map  # every CDM row written is one of the committed batch's rows
+    assert status == "failed"
+    # loading again completes the job
+    report = load_fhir(cdm_engine, [f], workers=1, batch_size=16)
+    assert report.t("Patient").unchanged > 0 and counts(cdm_engine)["person"] == 6
+
+
+def test_strict_any_quarantine_writes_nothing(cdm_engine, tmp_path):
+    rs = patient_resources()
+    rs[3] = dict(rs[3], effectiveDateTime="2020-13-45")
+    f = write_json(tmp_path / "b.json", bundle(rs))
+    with pytest.raises(StrictQuarantine, match="nothing was written"):
+        load_fhir(cdm_engine, [f], workers=1, strict=True)
+    assert all(n == 0 for n in counts(cdm_engine).values())
+    with cdm_engine.connect() as c:
+        assert c.execute(sa.text("select status from etl.load_run")).scalar_one() == "failed-strict"
+        reason = c.execute(sa.text("select reason from etl.quarantine")).scalar_one()
+    assert reason.startswith("R4B validation: effectiveDateTime")
+    # without --strict the rest loads and the bad record is quarantined
+    report = load_fhir(cdm_engine, [f], workers=1)
+    assert report.quarantined == 1 and counts(cdm_engine)["person"] == 1
+
+
+def test_id_collisions_resolved_and_stable(cdm_engine, tmp_path, monkeypatch):
+    import l059_omop.etl.sink as sink_mod
+
+    real = sink_mod.hashed_id
+    monkeypatch.setattr(sink_mod, "hashed_id", lambda text, probe=0: real(text, probe) % 40 + 1)
+    rs = [r for i in range(3) for r in patient_resources(f"p{i}")]
+    f = write_json(tmp_path / "b.json", bundle(rs))
+    r1 = load_fhir(cdm_engine, [f], workers=1)
+    assert r1.id_collisions > 0
+    snap = snapshot(cdm_engine)
+    for t in ("condition_occurrence", "measurement", "observation", "drug_exposure"):
+        ids = [r[0] for r in snap[t]]
+        assert len(ids) == len(set(ids))
+    load_fhir(cdm_engine, [f], workers=1)
+    assert snapshot(cdm_engine) == snap
+
+
+def test_late_references_and_unresolved(cdm_engine, tmp_path, monkeypatch):
+    monkeypatch.setattr(load_mod, "NDJSON_CHUNK", 2)
+    rs = patient_resources("late")
+    patient = rs[0]
+    orphan = {"resourceType": "Condition", "id": "orph", "subject": {"reference": "Patient/ghost"},
+              "code": cc(SNOMED, "254632001"), "onsetDateTime": "2020-01-01"}
+    med_req = {"resourceType": "MedicationRequest", "id": "mr", "status": "active", "intent": "order",
+               "subject": {"reference": "Patient/late"}, "medicationReference": {"reference": "Medication/m1"},
+               "authoredOn": "2020-04-01"}
+    med = {"resourceType": "Medication", "id": "m1", "code": cc(L059, "ANLOTINIB-12MG")}
+    f = write_ndjson(tmp_path / "mixed.ndjson", [*rs[1:], orphan, med_req, patient, med])
+    report = load_fhir(cdm_engine, [f], workers=2, batch_size=3)
+    assert not report.check()
+    assert report.t("Condition").quarantined == {"unresolved reference": 1}
+    assert report.quarantined == 1
+    with cdm_engine.connect() as c:
+        drugs = c.execute(sa.text("select drug_concept_id from cdm.drug_exposure")).scalars().all()
+        loc = c.execute(sa.text("select source_locator from etl.quarantine")).scalar_one()
+    assert 2000000004 in drugs
+    assert loc.endswith("mixed.ndjson:16")
+
+
+def test_run_report_stored(cdm_engine, tmp_path):
+    f = write_json(tmp_path / "b.json", bundle(patient_resources()))
+    report = load_fhir(cdm_engine, [f], workers=1)
+    with cdm_engine.connect() as c:
+        row = c.execute(sa.text("select status, counts_json, software_version, cdm_version from etl.load_run "
+                                "where run_id = :r"), {"r": report.run_id}).one()
+    stored = json.loads(row[1])
+    assert row[0] == "loaded" and row[3] == "5.4"
+    assert stored["totals"] == {"read": 16, "mapped": 13, "quarantined": 0, "skipped": 3}
+    assert stored["rows_inserted"]["measurement"] == 4
+    assert stored["types"]["Observation"]["skipped"] == {"status preliminary makes no row": 1}
+    assert copy.deepcopy(stored) == stored
