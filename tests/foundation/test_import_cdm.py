@@ -14,7 +14,8 @@ import sqlalchemy as sa
 from click.testing import CliRunner
 
 from l059_omop.cli import main
-from tests.foundation import _spec
+
+from . import _spec
 
 EUNOMIA = _spec.SHARED / "eunomia" / "Synthea27Nj_5.4_csv"
 pytestmark = pytest.mark.skipif(not EUNOMIA.is_dir(), reason=f"Eunomia CSVs not found at {EUNOMIA}")

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.foundation._spec import REPO
+from ._spec import REPO
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ import filecmp
 import pytest
 import sqlalchemy as sa
 
-from tests.foundation import _spec
+from . import _spec
 
 
 def _catalog_columns(con, dialect: str) -> dict[tuple[str, str], tuple[str, int | None, bool]]:
@@ -49,10 +49,11 @@ def test_bundled_spec_is_the_ohdsi_file():
     assert ("note_nlp", "offset") in _spec.columns()  # spelt "offset" (quoted) in the file
 
 
-def test_schema_matches_spec(cdm_engine):
-    dialect = cdm_engine.dialect.name
+def test_schema_matches_spec(shared_engine):
+    """Tables, columns, types, nullability and primary keys; on PostgreSQL foreign keys and indexes."""
+    dialect = shared_engine.dialect.name
     spec = _spec.columns()
-    with cdm_engine.connect() as con:
+    with shared_engine.connect() as con:
         cat = _catalog_columns(con, dialect)
         assert {t for t, _ in cat} == _spec.tables()
         assert set(cat) == set(spec), "columns differ from the specification"
@@ -73,54 +74,48 @@ def test_schema_matches_spec(cdm_engine):
             assert fks == 0
             # the float columns are DOUBLE, never DuckDB's default DECIMAL(18,3)
             assert not [k for k, v in cat.items() if v[0].startswith("DECIMAL")]
+        else:
+            _check_postgres_keys_and_indexes(con)
 
 
-@pytest.mark.postgres
-def test_postgres_foreign_keys_and_indexes(pg_url):
-    from l059_omop.db.api import init_db
-
-    engine = sa.create_engine(pg_url)
-    try:
-        init_db(engine)
-        with engine.connect() as con:
-            fks = {tuple(r) for r in con.execute(sa.text("""
-                select cl.relname, a.attname, rcl.relname, ra.attname
-                from pg_constraint c
-                join pg_class cl on cl.oid = c.conrelid
-                join pg_namespace n on n.oid = cl.relnamespace
-                join pg_class rcl on rcl.oid = c.confrelid
-                join pg_attribute a on a.attrelid = c.conrelid and a.attnum = c.conkey[1]
-                join pg_attribute ra on ra.attrelid = c.confrelid and ra.attnum = c.confkey[1]
-                where c.contype = 'f' and n.nspname = 'cdm' and cardinality(c.conkey) = 1"""))}
-            n_fk = con.execute(sa.text(
-                "select count(*) from pg_constraint c join pg_namespace n on n.oid = c.connamespace "
-                "where c.contype = 'f' and n.nspname = 'cdm'")).scalar()
-            indexes = {(r[0], r[1]): r[2] for r in con.execute(sa.text(
-                "select tablename, indexname, indexdef from pg_indexes where schemaname = 'cdm'"))}
-            n_tables = con.execute(sa.text(
-                "select count(*) from information_schema.tables where table_schema = 'cdm'")).scalar()
-    finally:
-        engine.dispose()
+def _check_postgres_keys_and_indexes(con) -> None:
+    fks = {tuple(r) for r in con.execute(sa.text("""
+        select cl.relname, a.attname, rcl.relname, ra.attname
+        from pg_constraint c
+        join pg_class cl on cl.oid = c.conrelid
+        join pg_namespace n on n.oid = cl.relnamespace
+        join pg_class rcl on rcl.oid = c.confrelid
+        join pg_attribute a on a.attrelid = c.conrelid and a.attnum = c.conkey[1]
+        join pg_attribute ra on ra.attrelid = c.confrelid and ra.attnum = c.confkey[1]
+        where c.contype = 'f' and n.nspname = 'cdm' and cardinality(c.conkey) = 1"""))}
+    n_fk = con.execute(sa.text(
+        "select count(*) from pg_constraint c join pg_namespace n on n.oid = c.connamespace "
+        "where c.contype = 'f' and n.nspname = 'cdm'")).scalar()
+    indexes = {(r[0], r[1]): r[2] for r in con.execute(sa.text(
+        "select tablename, indexname, indexdef from pg_indexes where schemaname = 'cdm'"))}
+    n_tables = con.execute(sa.text(
+        "select count(*) from information_schema.tables where table_schema = 'cdm'")).scalar()
     assert n_tables == 39
     assert n_fk == 176
     assert fks == _spec.foreign_keys()
     # the 98 indexes of the official PostgreSQL DDL: 70 secondary ones plus one per primary key
     assert len(indexes) == 98
+    secondary = {name for name, _, _ in _spec.secondary_indexes()}
     for name, table, column in _spec.secondary_indexes():
         assert (table, name) in indexes, f"index {name} missing"
         assert indexes[(table, name)].endswith(f"({column})"), indexes[(table, name)]
-    pk_indexes = {t for (t, n) in indexes if n not in {i[0] for i in _spec.secondary_indexes()}}
+    pk_indexes = {t for (t, n) in indexes if n not in secondary}
     assert pk_indexes == {t for t, _ in _spec.primary_keys()}
 
 
-def test_float_round_trip(cdm_engine):
+def test_float_round_trip(shared_engine):
     """0.123456 survives: DuckDB's DECIMAL(18,3) default would give 0.123 (DESIGN §3)."""
-    with cdm_engine.begin() as con:  # concepts of the bundled vocabulary, so PostgreSQL's foreign keys hold
+    with shared_engine.begin() as con:  # concepts of the bundled vocabulary, so PostgreSQL's foreign keys hold
         con.execute(sa.text(
             "insert into cdm.drug_strength (drug_concept_id, ingredient_concept_id, amount_value, "
             "amount_unit_concept_id, numerator_value, valid_start_date, valid_end_date) "
             "values (2000000002, 2000000005, 0.123456, 8576, 123456789.123456, :d, :d)"), {"d": dt.date(2024, 1, 2)})
-    with cdm_engine.connect() as con:
+    with shared_engine.connect() as con:
         value, big = con.execute(sa.text("select amount_value, numerator_value from cdm.drug_strength "
                                          "where ingredient_concept_id = 2000000005")).one()
     assert float(value) == pytest.approx(0.123456, abs=1e-12)

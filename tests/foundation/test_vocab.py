@@ -9,8 +9,8 @@ from l059_omop.vocab import Vocabulary, vocabulary_for_system
 from l059_omop.vocab import concept_sets as cs
 
 
-def test_lookups(cdm_engine):
-    v = Vocabulary(cdm_engine)
+def test_lookups(shared_engine):
+    v = Vocabulary(shared_engine)
     icdo = v.lookup("ICDO3", "8041/3-C34.1")
     assert (icdo.source_concept_id, icdo.standard_concept_id, icdo.domain_id) == (44502427, 44502427, "Condition")
     inr = v.lookup("LOINC", "6301-6")
@@ -20,8 +20,8 @@ def test_lookups(cdm_engine):
     assert not v.misses, "mapped codes must not count as misses"
 
 
-def test_unknown_code_is_zero_and_reported(cdm_engine):
-    v = Vocabulary(cdm_engine)
+def test_unknown_code_is_zero_and_reported(shared_engine):
+    v = Vocabulary(shared_engine)
     miss = v.lookup("LOINC", "99999-9")
     assert (miss.source_concept_id, miss.standard_concept_id, miss.mapped) == (0, 0, False)
     v.lookup("LOINC", "99999-9")
@@ -31,15 +31,15 @@ def test_unknown_code_is_zero_and_reported(cdm_engine):
     assert v.unmapped_report()[0] == ("LOINC", "99999-9", 2)
 
 
-def test_resolve_many_batches(cdm_engine):
-    v = Vocabulary(cdm_engine)
+def test_resolve_many_batches(shared_engine):
+    v = Vocabulary(shared_engine)
     got = v.resolve_many([("LOINC", "6301-6"), ("ICDO3", "8041/3-C34.1"), ("LOINC", "nope")])
     assert {k: m.standard_concept_id for k, m in got.items()} == {
         ("LOINC", "6301-6"): 3022217, ("ICDO3", "8041/3-C34.1"): 44502427, ("LOINC", "nope"): 0}
 
 
-def test_anlotinib_capsule_strength_and_ancestor(cdm_engine):
-    with cdm_engine.connect() as con:
+def test_anlotinib_capsule_strength_and_ancestor(shared_engine):
+    with shared_engine.connect() as con:
         strength = con.execute(sa.text(
             "select ds.ingredient_concept_id, ds.amount_value, u.concept_code from cdm.drug_strength ds "
             "join cdm.concept c on c.concept_id = ds.drug_concept_id "
@@ -51,8 +51,8 @@ def test_anlotinib_capsule_strength_and_ancestor(cdm_engine):
     assert ancestors == {2000000001, 2000000004}
 
 
-def test_every_standard_concept_has_self_ancestry(cdm_engine):
-    with cdm_engine.connect() as con:
+def test_every_standard_concept_has_self_ancestry(shared_engine):
+    with shared_engine.connect() as con:
         missing = con.execute(sa.text(
             "select c.concept_id from cdm.concept c where c.standard_concept in ('S', 'C') and not exists ("
             " select 1 from cdm.concept_ancestor a where a.ancestor_concept_id = c.concept_id"
@@ -96,9 +96,9 @@ SET_CASES = [
 ]
 
 
-def test_concept_set_resolution(cdm_engine, tmp_path):
+def test_concept_set_resolution(shared_engine, tmp_path):
     """With and without descendants, by ingredient name (any case), with an exclusion, unknown code."""
-    with cdm_engine.connect() as con:
+    with shared_engine.connect() as con:
         for body, expected in SET_CASES:
             assert cs.resolve(con, "cdm", _set(tmp_path, body)) == expected, body
 
