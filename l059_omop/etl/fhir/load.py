@@ -8,6 +8,7 @@ deterministic whatever the number of workers.
 from __future__ import annotations
 
 import gzip
+import hashlib
 import logging
 import os
 from collections import deque
@@ -29,6 +30,7 @@ log = logging.getLogger(__name__)
 DEFAULT_SOURCE_SYSTEM = "urn:l059:fhir"
 NDJSON_CHUNK = 1000
 BATCH_SIZE = 5000
+DISPENSED_RULE = "order carried out by a MedicationDispense (the dispense is the exposure)"
 
 
 def _file_type(path: Path) -> str | None:
@@ -40,23 +42,23 @@ def _is_ndjson(path: Path) -> bool:
     return n.endswith((".ndjson", ".ndjson.gz", ".jsonl"))
 
 
-def collect_files(paths: Iterable[str | Path]) -> list[Path]:
+def collect_files(paths: Iterable[str | Path]) -> list[tuple[Path, bool]]:
     """Files to load, folders expanded; NDJSON files of referenced types (Patient, Encounter, Medication) first."""
-    out: list[Path] = []
+    out: list[tuple[Path, bool]] = []
     for p in paths:
         p = Path(p)
         if not p.exists():
             raise BadInput("no such file or folder", file=str(p))
         if p.is_dir():
             found = sorted(x for x in p.rglob("*") if x.is_file() and (_is_ndjson(x) or x.suffix.lower() == ".json"))
-            out.extend(found)
+            out.extend((x, True) for x in found)
         else:
-            out.append(p)
-    return sorted(out, key=lambda x: (type_priority(_file_type(x)) if _is_ndjson(x) else 5, str(x)))
+            out.append((p, False))
+    return sorted(out, key=lambda x: (type_priority(_file_type(x[0])) if _is_ndjson(x[0]) else 5, str(x[0])))
 
 
-def file_tasks(files: list[Path], timezone: str | None, validate: bool = True) -> Iterator[Task]:
-    for path in files:
+def file_tasks(files: list[tuple[Path, bool]], timezone: str | None, validate: bool = True) -> Iterator[Task]:
+    for path, in_folder in files:
         if _is_ndjson(path):
             opener = gzip.open if path.name.lower().endswith(".gz") else open
             chunk: list = []
@@ -71,7 +73,7 @@ def file_tasks(files: list[Path], timezone: str | None, validate: bool = True) -
             if chunk:
                 yield Task("ndjson", str(path), lines=chunk, timezone=timezone, validate=validate)
         else:
-            yield Task("json", str(path), timezone=timezone, validate=validate)
+            yield Task("json", str(path), timezone=timezone, validate=validate, in_folder=in_folder)
 
 
 def ordered_map(executor: Executor | None, fn: Callable, items: Iterable, prefetch: int) -> Iterator:
@@ -103,6 +105,7 @@ class _Loader:
         self.buffer: list[SourceUnit] = []
         self.deferred: list[SourceUnit] = []
         self.waiting_med: list[SourceUnit] = []
+        self.dispensed: set[str] = set()
 
     def feed(self, res: Result) -> None:
         s = self.sink
@@ -112,6 +115,9 @@ class _Loader:
             s.skip(sk.resource_type, sk.rule)
         for q in res.quarantined:
             s.quarantine(q)
+        self.dispensed.update(res.dispensed)
+        for what, n in res.notes.items():
+            s.note(what, n)
         for d in res.definitions:
             self.medications[d.source_id] = d
             s.skip(d.resource_type, "definition referenced by other resources (no row of its own)")
@@ -122,7 +128,18 @@ class _Loader:
                 self.waiting_med.append(u)
         while len(self.buffer) >= self.batch_size:
             batch, self.buffer = self.buffer[:self.batch_size], self.buffer[self.batch_size:]
-            self.deferred.extend(self.sink.write(batch))
+            self.deferred.extend(self.sink.write(self._dispensed_rule(batch)))
+
+    def _dispensed_rule(self, units: list[SourceUnit]) -> list[SourceUnit]:
+        """Project rule: a MedicationRequest carried out by a completed MedicationDispense makes no row of its
+        own (the dispense is the exposure); other orders count as exposures."""
+        for u in units:
+            if u.resource_type == "MedicationRequest" and not u.skip_rule and u.source_id in self.dispensed:
+                u.skip_rule = DISPENSED_RULE
+                u.content_sha256 = hashlib.sha256(f"{u.content_sha256}|dispensed".encode()).hexdigest()
+                u.facts = []
+                u.rows = []
+        return units
 
     def _resolve_medication(self, u: SourceUnit) -> bool:
         for i, f in enumerate(u.facts):
@@ -137,7 +154,7 @@ class _Loader:
     def flush(self) -> None:
         while self.buffer:
             batch, self.buffer = self.buffer[:self.batch_size], self.buffer[self.batch_size:]
-            self.deferred.extend(self.sink.write(batch))
+            self.deferred.extend(self.sink.write(self._dispensed_rule(batch)))
 
     def finish(self) -> None:
         self.flush()
@@ -154,12 +171,12 @@ class _Loader:
                 break
             left = []
             for i in range(0, len(todo), self.batch_size):
-                left.extend(self.sink.write(todo[i:i + self.batch_size]))
+                left.extend(self.sink.write(self._dispensed_rule(todo[i:i + self.batch_size])))
             if len(left) == len(todo):
                 break
             todo = left
         for i in range(0, len(todo), self.batch_size):
-            self.sink.write(todo[i:i + self.batch_size], final=True)
+            self.sink.write(self._dispensed_rule(todo[i:i + self.batch_size]), final=True)
 
 
 def load_fhir(engine: Engine, paths: Iterable[str | Path] = (), *, server: str | None = None,

@@ -300,7 +300,7 @@ def map_observation(res: dict, ctx: Context, r: Rules, sid: str) -> SourceUnit:
         f.domain = "Observation"
         if local:
             f.value_code = ("L059", local)
-        f.value_source_value = coding.get("code") or vc.get("text") or res.get("valueString")
+        f.value_source_value = vc.get("text") or coding.get("code") or res.get("valueString")
     elif codes & r.ae_grade_codes:
         f.concept_override = int(r.raw["ae_grade"]["concept_id"])
         f.domain = "Measurement"
@@ -310,7 +310,7 @@ def map_observation(res: dict, ctx: Context, r: Rules, sid: str) -> SourceUnit:
     elif codes & r.value_is_fact and f.value_code:
         f.code, f.alt_codes = f.value_code, ()
         f.source_value = f.value_code[1]
-        f.value_code = None
+        f.value_code = f.value_source_value = None
         f.domain = "Measurement"
     elif f.value_code is not None or (f.value_number is None and f.value_source_value):
         f.domain = "Observation"

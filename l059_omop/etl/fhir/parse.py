@@ -30,6 +30,7 @@ class Task:
     data: dict | None = None       # bundle
     timezone: str | None = None
     validate: bool = True
+    in_folder: bool = False        # json: a non-FHIR JSON file found in a folder is ignored, not quarantined
 
 
 @dataclass
@@ -39,6 +40,8 @@ class Result:
     skipped: list[Skipped] = field(default_factory=list)
     quarantined: list[Quarantined] = field(default_factory=list)
     definitions: list[Definition] = field(default_factory=list)
+    dispensed: list[str] = field(default_factory=list)  # MedicationRequest ids a completed dispense carries out
+    notes: Counter = field(default_factory=Counter)
 
 
 BUNDLE_TYPES = ("collection", "transaction", "batch", "searchset", "document", "transaction-response",
@@ -125,6 +128,11 @@ def process_resource(res, ctx: Context, payload: str | None, out: Result, valida
     if isinstance(got, SourceUnit):
         got.content_sha256 = digest(payload, ctx.timezone)
         out.units.append(got)
+        if rtype == "MedicationDispense" and not got.skip_rule:
+            for ref in res.get("authorizingPrescription") or []:
+                hit = ctx.resolve((ref or {}).get("reference") or "")
+                if hit and hit[0] == "MedicationRequest":
+                    out.dispensed.append(hit[1])
     elif isinstance(got, Quarantined):
         got.payload = payload
         out.quarantined.append(got)
@@ -156,7 +164,7 @@ def _id_from_full_url(full_url: str | None) -> str | None:
     return parts[-1] if parts else None
 
 
-_PRIORITY = {"Patient": 0, "Encounter": 1, "Medication": 2, "Condition": 3}
+_PRIORITY = {"Patient": 0, "Encounter": 1, "Medication": 2, "Condition": 3, "MedicationDispense": 3}
 
 
 def type_priority(resource_type: str | None) -> int:
@@ -240,6 +248,8 @@ def run_task(task: Task) -> Result:
         data = task.data
     if isinstance(data, dict) and data.get("resourceType") == "Bundle":
         process_bundle(data, task.locator, task.timezone, out, task.validate)
+    elif task.in_folder and not (isinstance(data, dict) and "resourceType" in data):
+        out.notes["JSON files in a folder ignored: not FHIR (no resourceType)"] += 1
     else:
         process_resource(data, Context(locator=task.locator, timezone=task.timezone), None, out, task.validate)
     return out
