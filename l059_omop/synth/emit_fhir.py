@@ -8,6 +8,7 @@ resource, code system, code and value, for the FHIR loader.
 from __future__ import annotations
 
 import json
+from collections import Counter
 from datetime import date
 from pathlib import Path
 
@@ -62,13 +63,59 @@ def _num(v: float):
     return int(v) if float(v).is_integer() else v
 
 
+_HOLE = "\ue000"  # a private-use character json.dumps leaves as it is
+
+
+class _Template:
+    """A resource serialised once with placeholders; ``render`` fills them (same bytes as json.dumps)."""
+
+    def __init__(self, resource: dict) -> None:
+        self.parts = _dumps(resource).split(_HOLE)
+
+    def render(self, *values: str) -> str:
+        parts = self.parts
+        out = [parts[0]]
+        for i, v in enumerate(values):
+            out.append(v)
+            out.append(parts[2 * i + 2])
+        return "".join(out)
+
+
+def _dumps(r: dict) -> str:
+    return json.dumps(r, ensure_ascii=False, separators=(",", ":"))
+
+
+def _h(name: str) -> str:
+    return f"{_HOLE}{name}{_HOLE}"
+
+
+_TEMPLATES: dict[tuple, _Template] = {}
+
+
+def _administration(k: dict) -> _Template:
+    key = ("a", k["code"])
+    if key not in _TEMPLATES:
+        r: dict = {"resourceType": "MedicationAdministration", "id": _h("id")}
+        if k["class"] in ("platinum", "etoposide", "pd1", "antiangiogenic"):
+            r["meta"] = {"profile": [MCODE + "mcode-cancer-related-medication-administration"]}
+        r.update({"status": "completed", "medicationCodeableConcept": _cc(k),
+                  "subject": {"reference": f"Patient/{_h('pid')}"}, "effectiveDateTime": _h("date"),
+                  "dosage": {"text": k.get("dose", ""), "route": {"text": "intravenous"}}})
+        _TEMPLATES[key] = _Template(r)
+    return _TEMPLATES[key]
+
+
+class _Raw(str):
+    """An already serialised resource (kept as text in the resource list)."""
+
+
 def patient_resources(p: Patient) -> list[dict]:
-    """The FHIR resources of one patient, in a fixed order."""
+    """The FHIR resources of one patient, in a fixed order (dicts, or ``_Raw`` JSON text)."""
     c = codes()
     pid = p.patient_id
     subject = {"reference": f"Patient/{pid}"}
     res: list[dict] = []
-    n = {"c": 0, "o": 0, "m": 0, "r": 0, "p": 0, "a": 0, "e": 0}
+    n = {"c": 0, "o": 0, "m": 0, "r": 0, "p": 0, "a": 0, "e": 0, "v": 0}
 
     def rid(k: str) -> str:
         n[k] += 1
@@ -181,13 +228,9 @@ def patient_resources(p: Patient) -> list[dict]:
                             "daysSupply": {"value": days, "unit": "days", "system": UCUM, "code": "d"},
                             "whenHandedOver": _d(e.start), "dosageInstruction": [{"text": sig}]})
             else:
-                r = {"resourceType": "MedicationAdministration", "id": rid("a")}
-                if k["class"] in ("platinum", "etoposide", "pd1", "antiangiogenic"):
-                    r["meta"] = {"profile": [MCODE + "mcode-cancer-related-medication-administration"]}
-                r.update({"status": "completed", "medicationCodeableConcept": med, "subject": subject,
-                          "effectiveDateTime": _d(e.start),
-                          "dosage": {"text": k.get("dose", ""), "route": {"text": "intravenous"}}})
-                res.append(r)
+                a_id = rid("a")
+                res.append(_Raw(_administration(k).render(a_id, pid, _d(e.start))))
+                res[-1].meta = ("MedicationAdministration", a_id)  # type: ignore[attr-defined]
         elif e.kind == RADIOTHERAPY:
             k = c["procedures"][e.code]
             res.append({"resourceType": "Procedure", "id": rid("p"), "status": "completed", "code": _cc(k),
@@ -203,17 +246,35 @@ def patient_resources(p: Patient) -> list[dict]:
                         "actuality": "actual", "event": _cc(k), "subject": subject, "date": _d(e.start),
                         "outcome": {"coding": [{"system": AE_OUTCOME, "code": outcome}]}})
         elif e.kind == VISIT:
-            res.append({"resourceType": "Encounter", "id": rid("c").replace("-c", "-v"), "status": "finished",
+            res.append({"resourceType": "Encounter", "id": rid("v"), "status": "finished",
                         "class": {"system": ACT_CODE, "code": "AMB", "display": "ambulatory"},
                         "type": [{"text": e.context}], "subject": subject,
                         "period": {"start": _d(e.start), "end": _d(e.start)}})
     return res
 
 
+def _text(r) -> tuple[str, str, str]:
+    """(resourceType, id, JSON text) of a resource dict or ``_Raw``."""
+    if isinstance(r, _Raw):
+        t, i = r.meta  # type: ignore[attr-defined]
+        return t, i, str(r)
+    return r["resourceType"], r["id"], _dumps(r)
+
+
+def bundle_text(p: Patient) -> tuple[str, Counter]:
+    """The patient's Bundle as JSON text, and its resources per type."""
+    counts: Counter[str] = Counter()
+    entries = []
+    for r in patient_resources(p):
+        t, i, text = _text(r)
+        counts[t] += 1
+        entries.append(f'{{"fullUrl":"{BASE}/{t}/{i}","resource":{text}}}')
+    head = _dumps({"resourceType": "Bundle", "id": p.patient_id, "type": "collection"})[:-1]
+    return head + ',"entry":[' + ",".join(entries) + "]}", counts
+
+
 def bundle(p: Patient) -> dict:
-    return {"resourceType": "Bundle", "id": p.patient_id, "type": "collection",
-            "entry": [{"fullUrl": f"{BASE}/{r['resourceType']}/{r['id']}", "resource": r}
-                      for r in patient_resources(p)]}
+    return json.loads(bundle_text(p)[0])
 
 
 def bundle_path(out: Path, p: Patient) -> Path:
@@ -230,24 +291,25 @@ class FhirRenderer:
         return {f"{t}.ndjson": "" for t in RESOURCE_TYPES} if self.ndjson else {}
 
     def render(self, patients: list[tuple[Patient, Truth]]) -> tuple[dict[str, str], dict[str, int]]:
-        counts = dict.fromkeys(RESOURCE_TYPES, 0)
+        counts: Counter[str] = Counter({t: 0 for t in RESOURCE_TYPES})
         if self.ndjson:
             lines: dict[str, list[str]] = {t: [] for t in RESOURCE_TYPES}
             for p, _ in patients:
                 for r in patient_resources(p):
-                    lines[r["resourceType"]].append(json.dumps(r, ensure_ascii=False, separators=(",", ":")))
+                    t, _i, text = _text(r)
+                    lines[t].append(text)
             for t, ls in lines.items():
                 counts[t] = len(ls)
-            return {f"{t}.ndjson": "".join(x + "\n" for x in ls) for t, ls in lines.items()}, counts
+            return {f"{t}.ndjson": "".join(x + "\n" for x in ls) for t, ls in lines.items()}, dict(counts)
         made: set[Path] = set()
         for p, _ in patients:
-            b = bundle(p)
-            for e in b["entry"]:
-                counts[e["resource"]["resourceType"]] += 1
+            text, c = bundle_text(p)
+            counts.update(c)
             path = bundle_path(self.out, p)
             if path.parent not in made:
                 path.parent.mkdir(parents=True, exist_ok=True)
                 made.add(path.parent)
-            path.write_text(json.dumps(b, ensure_ascii=False, separators=(",", ":")) + "\n", encoding="utf-8")
+            with path.open("w", encoding="utf-8") as fh:
+                fh.write(text + "\n")
         counts["Bundle"] = len(patients)
-        return {}, counts
+        return {}, dict(counts)

@@ -10,8 +10,6 @@ number within the person (int32-safe up to 2,147,483 patients); observation_peri
 
 from __future__ import annotations
 
-import csv
-import io
 from collections.abc import Callable, Iterable
 from datetime import date
 
@@ -150,11 +148,31 @@ def _sig(k: dict, e) -> str:
     return f"{k.get('dose', '')} qd"
 
 
-def _expander(n: int, pos: list[int]):
-    """A function mapping a row of the filled columns to the full column list (None = empty)."""
-    where = dict(zip(pos, range(len(pos)), strict=True))
-    body = ", ".join(f"r[{where[i]}]" if i in where else "None" for i in range(n))
-    return eval(f"lambda r: ({body},)")  # noqa: S307 - built from integers only
+def _q(v) -> str:
+    """A text field as csv.writer (QUOTE_MINIMAL) writes it."""
+    if v is None:
+        return ""
+    v = str(v)
+    if any(ch in v for ch in ',"\r\n'):
+        return '"' + v.replace('"', '""') + '"'
+    return v
+
+
+def _line_formatter(header: list[str], filled: list[str], text: set[str]) -> Callable[[tuple], str]:
+    """A function writing one CSV line of the full column list from a row of the filled columns, the same
+    bytes as ``csv.writer`` (None -> empty, dates ISO, floats repr) at a fraction of the cost."""
+    where = {col: i for i, col in enumerate(filled)}
+    parts = []
+    for col in header:
+        if col not in where:
+            parts.append("")
+        elif col in text:
+            parts.append(f"{{_q(r[{where[col]}])}}")
+        else:
+            i = where[col]
+            parts.append(f"{{'' if r[{i}] is None else r[{i}]}}")
+    src = "lambda r: f" + repr(",".join(parts) + "\n")
+    return eval(src, {"_q": _q})  # noqa: S307 - built from the CDM specification's column names only
 
 
 class OmopCsvRenderer:
@@ -162,27 +180,26 @@ class OmopCsvRenderer:
 
     def __init__(self) -> None:
         spec = cdm_spec.tables()
-        self.expand: dict[str, Callable[[tuple], tuple]] = {}
+        self.line: dict[str, Callable[[tuple], str]] = {}
         self.header: dict[str, str] = {}
         for t in TABLES:
             header = [f.name for f in spec[t]]
-            self.expand[t] = _expander(len(header), [header.index(col) for col in COLUMNS[t]])
+            text = {f.name for f in spec[t] if f.datatype.startswith("varchar")}
+            self.line[t] = _line_formatter(header, COLUMNS[t], text)
             self.header[f"{t.upper()}.csv"] = ",".join(header) + "\n"
 
     def headers(self) -> dict[str, str]:
         return dict(self.header)
 
     def render(self, patients: list[tuple[Patient, Truth]]) -> tuple[dict[str, str], dict[str, int]]:
-        bufs = {t: io.StringIO() for t in TABLES}
-        writers = {t: csv.writer(bufs[t], lineterminator="\n") for t in TABLES}
+        chunks: dict[str, list[str]] = {t: [] for t in TABLES}
         counts = dict.fromkeys(TABLES, 0)
         for p, t in patients:
             for table, trs in patient_rows(p, t).items():
                 if trs:
-                    # csv writes None as empty, dates as ISO (str), floats as repr
-                    writers[table].writerows(map(self.expand[table], trs))
+                    chunks[table].extend(map(self.line[table], trs))
                     counts[table] += len(trs)
-        return {f"{t.upper()}.csv": bufs[t].getvalue() for t in TABLES}, counts
+        return {f"{t.upper()}.csv": "".join(chunks[t]) for t in TABLES}, counts
 
 
 class OmopRowsRenderer:

@@ -475,7 +475,7 @@ def generate_patient(index: int, params: SynthParams) -> Patient:
     if death_date is None:
         add(Event(VISIT, censor, "outpatient", context="lost to follow-up" if lost and censor < params.data_cutoff
                   else "follow-up"))
-    return Patient(
+    patient = Patient(
         index=index,
         patient_id=f"P{index:07d}",
         hospital_id=f"ZY{(index * 7919) % 10_000_000 + 20_000_000:08d}",
@@ -491,6 +491,8 @@ def generate_patient(index: int, params: SynthParams) -> Patient:
         true_os_days=t_death,
         scenario=scenario,
     )
+    patient.sorted_events()
+    return patient
 
 
 def _sclc_code(rng: random.Random) -> str:

@@ -53,9 +53,13 @@ class Patient:
     true_pfs_days: int | None = None
     true_os_days: int | None = None
     scenario: tuple[str, ...] = ()     # deliberate deviations, e.g. ("R13:inr_151",)
+    _sorted: list[Event] | None = None
 
     def sorted_events(self) -> list[Event]:
-        return sorted(self.events, key=_event_key)
+        """Events by date (then kind, code; ties keep insertion order), computed once."""
+        if self._sorted is None or len(self._sorted) != len(self.events):
+            self._sorted = sorted(self.events, key=_event_key)
+        return self._sorted
 
 
 _KIND_ORDER = {k: i for i, k in enumerate(
