@@ -42,6 +42,7 @@ class OutcomeResults:
     safety: pd.DataFrame
     table1: pd.DataFrame
     attrition: pd.DataFrame
+    attrition_recorded: bool = False
     notes: list[str] = field(default_factory=list)
     files: list[Path] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)
@@ -78,7 +79,8 @@ def compute_outcomes(engine: Engine, out_dir: Path | str | None = None, cohort_i
         cohort_id=cohort_id, data_cutoff=ex.data_cutoff, ci_method=ci_method, min_cell_count=min_cell_count,
         persons=res.persons, survival_summary=res.survival_summary, km=res.km_tables, landmarks=res.landmarks,
         follow_up=res.follow_up, logrank=res.logrank, cox=res.cox, response=res.response, safety=res.safety,
-        table1=res.table1, attrition=_attrition_frame(ex, len(res.persons)), notes=res.notes, seconds=clock)
+        table1=res.table1, attrition=_attrition_frame(ex, len(res.persons)),
+        attrition_recorded=ex.attrition is not None, notes=res.notes, seconds=clock)
     if out_dir is not None:
         t0 = time.perf_counter()
         write_outputs(out, res, ex, Path(out_dir), subgroups, plots_and_report)
@@ -168,7 +170,7 @@ def _figures_and_report(out: OutcomeResults, res: an.Analysis, out_dir: Path, ta
         written.append(path)
         images.append((caption, png))
 
-    save("attrition.png", plots.attrition_diagram(out.attrition, len(out.persons),
+    save("attrition.png", plots.attrition_diagram(out.attrition if out.attrition_recorded else None, len(out.persons),
                                                   m), "Attrition (CONSORT-style)")
     km_images = []
     for ep in an.ENDPOINTS:

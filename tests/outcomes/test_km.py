@@ -127,3 +127,28 @@ def test_life_table_counts():
     assert t["at_risk"].tolist() == [5, 4, 3, 1]
     assert t["events"].tolist() == [0, 1, 1, 1]
     assert t["censored"].tolist() == [1, 0, 1, 0]
+
+
+def test_logrank_ecog_matches_lifelines(lung):
+    """R: survdiff(Surv(time, status) ~ ph.ecog, data = lung)  # Chisq = 22 on 3 degrees of freedom, p = 7e-05"""
+    from lifelines.statistics import multivariate_logrank_test
+
+    d = lung.dropna(subset=["ph.ecog"])
+    ours = km.logrank(d["time"], d["status"], d["ph.ecog"])
+    ref = multivariate_logrank_test(d["time"], d["ph.ecog"], d["status"])
+    assert ours.df == 3 and round(ours.chi2) == 22
+    assert ours.chi2 == pytest.approx(ref.test_statistic, rel=1e-10)
+    assert ours.p_value == pytest.approx(ref.p_value, rel=1e-8)
+
+
+def test_kaplan_meier_matches_lifelines(lung):
+    """The individual-data route equals lifelines' KaplanMeierFitter (estimate and log-log band)."""
+    from lifelines import KaplanMeierFitter
+
+    kmf = KaplanMeierFitter().fit(lung["time"], lung["status"])
+    tab = km.kaplan_meier(lung["time"], lung["status"], ci_method="log-log").table
+    t = tab["time"].to_numpy()
+    ci = kmf.confidence_interval_survival_function_
+    np.testing.assert_allclose(tab["survival"], kmf.survival_function_.iloc[:, 0].reindex(t), atol=1e-12)
+    np.testing.assert_allclose(tab["lower"], ci.iloc[:, 0].reindex(t), atol=1e-12)
+    np.testing.assert_allclose(tab["upper"], ci.iloc[:, 1].reindex(t), atol=1e-12)
