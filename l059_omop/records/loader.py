@@ -24,11 +24,12 @@ from sqlalchemy.engine import Engine
 
 from l059_omop.db.engine import validate_identifier
 from l059_omop.errors import BadInput
-from l059_omop.etl.model import Quarantined, Ref, SourceUnit
+from l059_omop.etl.model import Quarantined
 from l059_omop.etl.report import RunReport
 from l059_omop.etl.sink import Sink
 from l059_omop.records import reader
-from l059_omop.records.mapper import PATIENT, Resolved, TableRows, codes_needed, map_chunk
+from l059_omop.records.frames import Batch, FrameWriter
+from l059_omop.records.mapper import PATIENT, Resolved, codes_needed, map_chunk
 from l059_omop.records.spec import MappingSpec, SourceSpec, SpecError, check_header, load_spec
 from l059_omop.vocab import Vocabulary
 
@@ -117,61 +118,6 @@ def _resolved_static(engine: Engine, cdm: str, spec: MappingSpec, vocab: Vocabul
     return res
 
 
-def _clean(v):
-    if v is None:
-        return None
-    if isinstance(v, float) and np.isnan(v):
-        return None
-    if v is pd.NaT or (isinstance(v, pd.Timestamp) and pd.isna(v)):
-        return None
-    if isinstance(v, np.generic):
-        return v.item()
-    return v
-
-
-def _to_units(spec: MappingSpec, source: SourceSpec, rtype: str, outputs: list[TableRows], label: str,
-              content: dict[int, str], row_keys: dict[int, str]) -> list[SourceUnit]:
-    """Group the chunk's rows by source row into the sink's units; ids become Refs the sink resolves."""
-    units: dict[int, SourceUnit] = {}
-    for tr in outputs:
-        records = tr.frame.to_dict("records")
-        rown = tr.rownums.tolist()
-        persons = tr.person_keys.tolist() if tr.person_keys is not None else [None] * len(records)
-        tr.keys.tolist() if tr.keys is not None else [None] * len(records)
-        refs = {f: (t, rt, s.tolist()) for f, (t, rt, s) in tr.refs.items()}
-        pk = tr.frame.columns  # noqa: F841 - documented below
-        for i, rec in enumerate(records):
-            r = rown[i]
-            unit = units.get(r)
-            if unit is None:
-                sid = persons[i] if rtype == PATIENT else row_keys[r]
-                unit = SourceUnit(rtype, sid, f"{label}:row {r}", content[r])
-                units[r] = unit
-            row = {k: _clean(v) for k, v in rec.items()}
-            if persons[i] is not None:
-                row["person_id"] = Ref("person", PATIENT, persons[i])
-            if tr.table == "person":
-                pass  # person_id above is the row's own id
-            elif tr.table != "death":
-                id_field = next(iter(_pk(tr.table)), None)
-                if id_field:
-                    row[id_field] = Ref(tr.table, unit.resource_type, unit.source_id, tr.output)
-            for f, (t, rt, keys) in refs.items():
-                row[f] = Ref(t, unit.resource_type, unit.source_id, _output_of(source, rt)) if keys[i] else None
-            unit.rows.append((tr.table, row))
-    return list(units.values())
-
-
-def _output_of(source: SourceSpec, resource_type: str) -> str:
-    return resource_type.split(".", 1)[1] if resource_type.startswith(f"{source.name}.") else resource_type
-
-
-def _pk(table: str) -> list[str]:
-    from l059_omop.db import cdm_spec
-
-    return [f.name for f in cdm_spec.tables()[table] if f.primary_key]
-
-
 def _row_text(chunk: pd.DataFrame) -> list[str]:
     return ["\x1f".join(t) for t in zip(*[chunk[c] for c in chunk.columns], strict=False)]
 
@@ -206,7 +152,7 @@ def load_records(engine: Engine, mapping: str | Path, paths: list[str | Path], *
                 kind="records", source=f"{spec.path} " + " ".join(str(i.label) for i in inputs), strict=strict,
                 vocabulary=vocab)
     with sink:
-        deferred: list[SourceUnit] = []
+        writer = FrameWriter(sink)
         for inp in inputs:
             rtype = record_type(inp.source)
             done = 0
@@ -238,15 +184,18 @@ def load_records(engine: Engine, mapping: str | Path, paths: list[str | Path], *
                 for k, n in result.unmapped.items():
                     sink.report.unmapped[k] += n
                 rn = rownums.tolist()
-                content = {r: hashlib.sha256(f"{spec_digest}\x1e{t}".encode()).hexdigest() for r, t in zip(rn, texts, strict=False)}
-                keys = _row_key_map(inp.source, chunk, rn, texts)
-                units = _to_units(spec, inp.source, rtype, result.outputs, inp.label, content, keys)
-                deferred += sink.write(units)
+                content = {r: hashlib.sha256(f"{spec_digest}\x1e{t}".encode()).hexdigest()
+                           for r, t in zip(rn, texts, strict=True)}
+                if rtype == PATIENT:
+                    ids = {r: p for tr in result.outputs if tr.person_keys is not None
+                           for r, p in zip(tr.rownums.tolist(), tr.person_keys.tolist(), strict=True)}
+                else:
+                    ids = _row_key_map(inp.source, chunk, rn, texts)
+                locators = {r: f"{inp.label}:row {r}" for r in rn}
+                writer.write(Batch(rtype, ids, content, locators, result.outputs))
                 done += len(chunk)
                 if progress:
                     progress(inp.label, done)
-        if deferred:
-            sink.write(deferred, final=True)
     if len(res.concepts) > 200_000:
         res.concepts.clear()
     return RecordsResult(sink.report, [i.label for i in inputs], [str(p) for p in ignored])

@@ -165,8 +165,8 @@ def _column_field(spec: MappingSpec, out: OutputSpec, f: FieldSpec, chunk: pd.Da
     if f.vocabulary:
         codes = raw.str.strip()
         pairs = {c: res.concepts.get((f.vocabulary, c), (0, 0)) for c in codes.unique() if c}
-        std = codes.map(lambda c: pairs[c][1] if c else np.nan)
-        src = codes.map(lambda c: pairs[c][0] if c else np.nan)
+        std = codes.map({c: p[1] for c, p in pairs.items()}).astype("float64")
+        src = codes.map({c: p[0] for c, p in pairs.items()}).astype("float64")
         for c, (_, s) in pairs.items():
             if s == 0:
                 result.unmapped[f"{f.vocabulary}|{c}"] += int((codes == c).sum())
@@ -179,9 +179,9 @@ def _column_field(spec: MappingSpec, out: OutputSpec, f: FieldSpec, chunk: pd.Da
     if f.code_table:
         ct = spec.code_tables[f.code_table]
         uniq = {v: ct.get(v) for v in raw.unique() if v.strip()}
-        target = raw.map(lambda v: uniq[v].target_concept_id if uniq.get(v) else np.nan)
-        src = raw.map(lambda v: uniq[v].source_concept_id if uniq.get(v) else np.nan)
-        miss = raw.map(lambda v: v in uniq and uniq[v] is None).astype(bool)
+        target = raw.map({v: e.target_concept_id for v, e in uniq.items() if e}).astype("float64")
+        src = raw.map({v: e.source_concept_id for v, e in uniq.items() if e}).astype("float64")
+        miss = raw.isin([v for v, e in uniq.items() if e is None]).to_numpy()
         if miss.any():
             if f.unmapped == "zero":
                 target = target.where(~miss, 0)
@@ -244,10 +244,10 @@ def _when_mask(out: OutputSpec, chunk: pd.DataFrame) -> pd.Series:
         mask &= (vals != "") if out.when.present else (vals == "")
     if out.when.values_in is not None:
         allowed = {normalize(v) for v in out.when.values_in}
-        mask &= vals.map(lambda v: normalize(v) in allowed)
+        mask &= vals.isin([v for v in vals.unique() if normalize(v) in allowed])
     if out.when.values_not_in is not None:
         banned = {normalize(v) for v in out.when.values_not_in}
-        mask &= ~vals.map(lambda v: normalize(v) in banned)
+        mask &= ~vals.isin([v for v in vals.unique() if normalize(v) in banned])
     return mask
 
 
@@ -277,7 +277,8 @@ def map_chunk(spec: MappingSpec, source: SourceSpec, chunk: pd.DataFrame, rownum
     if source.patient_id:
         ids = chunk[source.patient_id].str.strip()
         failed.fail(ids == "", source.patient_id, "missing value: no patient id")
-        person = ids.map(lambda v: pseudonym(v, res.pseudonym_key) if v else None)
+        pseud = {v: pseudonym(v, res.pseudonym_key) for v in ids.unique() if v}
+        person = ids.map(pseud).astype(object).where(ids != "", None)
     # rows with the same key as an earlier row of the chunk are duplicates: skipped, not loaded twice
     dup = keys.duplicated(keep="first").to_numpy()
     built: list[tuple[OutputSpec, pd.Series, dict[str, pd.Series], dict[str, tuple[str, str, pd.Series]]]] = []

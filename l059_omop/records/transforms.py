@@ -66,9 +66,9 @@ def _range_one(text: str) -> tuple[float, float] | None:
 def parse_range(values: pd.Series) -> tuple[pd.Series, pd.Series, pd.Series]:
     """Reference range text ('3.5-5.0', '0.8~1.2', '<1.5', '>10') -> (low, high, bad)."""
     uniq = {u: _range_one(u) for u in values.unique() if u.strip()}
-    low = values.map(lambda v: uniq[v][0] if uniq.get(v) else np.nan).astype("float64")
-    high = values.map(lambda v: uniq[v][1] if uniq.get(v) else np.nan).astype("float64")
-    bad = values.map(lambda v: v in uniq and uniq[v] is None).astype(bool)
+    low = values.map({v: r[0] for v, r in uniq.items() if r}).astype("float64")
+    high = values.map({v: r[1] for v, r in uniq.items() if r}).astype("float64")
+    bad = values.isin([v for v, r in uniq.items() if r is None])
     return low, high, bad
 
 
@@ -133,13 +133,7 @@ def parse_dose(values: pd.Series, part: str) -> tuple[pd.Series, pd.Series]:
     """
     uniq = {u: parse_dose_text(u) for u in values.unique() if u.strip()}
 
-    def get(v: str) -> float:
-        d = uniq.get(v)
-        if d is None:
-            return np.nan
-        x = getattr(d, part)
-        return np.nan if x is None else float(x)
-
-    out = values.map(get).astype("float64")
-    bad = values.map(lambda v: v in uniq and uniq[v] is None).astype(bool)
+    vals = {v: float(getattr(d, part)) for v, d in uniq.items() if d and getattr(d, part) is not None}
+    out = values.map(vals).astype("float64")
+    bad = values.isin([v for v, d in uniq.items() if d is None])
     return out, bad
