@@ -36,6 +36,8 @@ def table_html(df: pd.DataFrame, float_format: str = "{:.3f}") -> str:
         if v is None or (isinstance(v, float) and pd.isna(v)):
             return ""
         if isinstance(v, float):
+            if v in (float("inf"), float("-inf")):
+                return "NR" if v > 0 else "-NR"  # not reached (e.g. an upper confidence limit)
             return float_format.format(v) if v != int(v) or abs(v) < 1 else f"{v:g}"
         return str(v)
 
