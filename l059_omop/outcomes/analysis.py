@@ -74,14 +74,15 @@ def derive_columns(persons: pd.DataFrame, female_ids: Sequence[int] = (), male_i
     return df
 
 
-def _level_order(values: pd.Series) -> list[str]:
+def _level_order(values: pd.Series, descending: bool = False) -> list[str]:
     """Subgroup levels in a readable order: numeric-looking first by value, 'unknown' last."""
     levels = [v for v in values.dropna().unique().tolist()]
+    sign = -1.0 if descending else 1.0
 
     def key(v: str):
         head = str(v).split(" ")[0]
         try:
-            return (0, float(head), str(v))
+            return (0, sign * float(head), str(v))
         except ValueError:
             return (1 if v not in (UNKNOWN, "none recorded") else 2, 0.0, str(v))
 
@@ -110,7 +111,7 @@ def survival_tables(df: pd.DataFrame, ci_method: str = "log", subgroups: Mapping
         for name, col in subgroups.items():
             if col not in df or df[col].nunique() < 2:
                 continue  # one level only: the same as 'all'
-            for level in _level_order(df[col]):
+            for level in _level_order(df[col], descending=name == "dose"):  # 12 / 10 / 8 mg as COHORT.md
                 groups.append((f"{name}={level}", (df[col] == level).to_numpy()))
         for label, mask in groups:
             if not mask.any():

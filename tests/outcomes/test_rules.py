@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 
 import pandas as pd
 import pytest
@@ -219,3 +220,18 @@ def test_tables(engine, tmp_path):
     assert written.loc["NE", "denominator"] == "9"
     s = pd.read_csv(tmp_path / "safety.csv", dtype=str)
     assert set(s["any_grade_n"]) == {"<5"}
+
+
+@pytest.mark.parametrize("name", ["analysis_rows.sql", "adverse_events.sql", "data_cutoff.sql", "attrition.sql",
+                                  "cohort_count.sql"])
+def test_sql_translates_for_every_dialect(name):
+    """The extracts are OHDSI SQL: they render and translate for every dialect the cohort SQL supports."""
+    from l059_omop.resources import read_sql
+    from l059_omop.sqlrender import DIALECTS, render, translate
+
+    sql = read_sql("outcomes", name)
+    params = {p: (dt.date(2024, 12, 31) if p == "data_cutoff" else "x" if p.endswith(("_schema", "_table"))
+                  else [1, 2] if p.endswith("_ids") else 42) for p in set(re.findall(r"@(\w+)", sql))}
+    rendered = render(sql, params)
+    for dialect in DIALECTS:
+        assert translate(rendered, dialect), dialect
