@@ -33,8 +33,8 @@ def command(settings: Settings, out_dir: Path, cohort_id: int, cohort_table: str
                            data_cutoff=data_cutoff.date() if data_cutoff else None, ci_method=ci_method,
                            min_cell_count=min_cell_count)
     summary = suppressed_tables(res)["survival_summary"]
-    settings.echo(f"cohort {cohort_id}: {len(res.persons):,} persons; data cut-off {res.data_cutoff}; "
-                  f"{ci_method} 95% CI")
+    n = summary.loc[summary["subgroup"] == "all", "n"].iloc[0]
+    settings.echo(f"cohort {cohort_id}: {n} persons; data cut-off {res.data_cutoff}; {ci_method} 95% CI")
     for _, r in summary[summary["subgroup"] == "all"].iterrows():
         def d(v):
             return "NR" if v != v else f"{v:.0f}"

@@ -95,7 +95,7 @@ def suppressed_tables(out: OutcomeResults, curves_tables: Mapping[str, pd.DataFr
     t = {
         "survival_summary": suppress(out.survival_summary, ["n", "events"], m),
         "landmarks": suppress(out.landmarks, ["at_risk"], m),
-        "follow_up": out.follow_up,
+        "follow_up": suppress(out.follow_up, ["n"], m),
         "logrank": suppress(out.logrank, ["n"], m),
         "cox": suppress(out.cox, ["n", "events"], m),
         "response": suppress(out.response, ["n", "denominator"], m, {"n": ["percent"]}),

@@ -50,7 +50,7 @@ def km_plot(curves: Sequence[tuple[str, KaplanMeier]], title: str, min_cell_coun
     ax = fig.add_axes((0.2, 1 - (top + axes_h) / height, 0.75, axes_h / height))
     tmax = max((c.table["time"].max() for _, c in curves if len(c.table)), default=0.0) / DAYS_PER_MONTH
     step = 3 if tmax <= 36 else 6 if tmax <= 72 else 12
-    ticks = np.arange(0, max(tmax, step) + 1e-9, step)
+    ticks = np.arange(0, max(np.ceil(tmax / step), 1) * step + 1e-9, step)
     for i, (label, curve) in enumerate(curves):
         colour = _COLOURS[i % len(_COLOURS)]
         x, s, lo, hi = _steps(curve)
@@ -67,7 +67,7 @@ def km_plot(curves: Sequence[tuple[str, KaplanMeier]], title: str, min_cell_coun
         cens = t[(t["censored"] > 0)]
         if len(cens):
             ax.plot(cens["time"].to_numpy(float) / DAYS_PER_MONTH, cens["survival"].to_numpy(float), "|",
-                    color=colour, ms=6, mew=1)
+                    color=colour, ms=6 if len(cens) < 300 else 3, mew=1 if len(cens) < 300 else 0.5)
     ax.axhline(0.5, color="#999999", lw=0.6, ls=":")
     ax.set_xlim(0, ticks[-1] if len(ticks) else 1)
     ax.set_ylim(0, 1.02)
