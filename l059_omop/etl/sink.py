@@ -203,6 +203,7 @@ class Sink:
         units = self._dedupe(units)
         existing = self._fetch_resources({(u.resource_type, u.source_id) for u in units})
         todo: list[SourceUnit] = []
+        changed: set[tuple[str, str]] = set()
         for u in units:
             ex = existing.get((u.resource_type, u.source_id))
             if ex is not None and ex[0] == u.content_sha256:
@@ -213,33 +214,44 @@ class Sink:
                     c.mapped += 1
                     c.unchanged += 1
                 continue
-            if ex is not None and is_older(u.version_id, u.last_updated, ex[1], ex[2]):
-                self.skip(u.resource_type, "older version than the one loaded")
-                continue
+            if ex is not None:
+                if is_older(u.version_id, u.last_updated, ex[1], ex[2]):
+                    self.skip(u.resource_type, "older version than the one loaded")
+                    continue
+                changed.add((u.resource_type, u.source_id))
             todo.append(u)
         if not todo:
             return []
         routed = self._route(todo)
         # references: a unit is ready when every Ref it points to (not its own) exists
-        own_all: dict[Ref, SourceUnit] = {}
+        info = []
+        own_all: set[Ref] = set()
+        needed: set[Ref] = set()
         for u, rows in zip(todo, routed, strict=True):
+            owns, hard = [], []
             for table, row in rows:
-                own_all[self._own(table, row)] = u
-        needed = {v for rows in routed for t, row in rows for k, v in row.items()
-                  if isinstance(v, Ref) and v != self._own(t, row)}
-        external = [r for r in needed if r not in own_all and r not in self._ids]
-        self._resolve_existing(external)
+                own = self._own(table, row)
+                owns.append(own)
+                for k, v in row.items():
+                    if v.__class__ is Ref and v != own:
+                        needed.add(v)
+                        if k not in _SOFT:
+                            hard.append(v)
+            own_all.update(owns)
+            info.append((u, rows, owns, hard))
+        self._resolve_existing([r for r in needed if r not in own_all and r not in self._ids])
         deferred: list[SourceUnit] = []
-        ready = list(zip(todo, routed, strict=True))
         while True:  # drop units with missing refs, then units that needed those units' rows
-            present = {self._own(t, r) for u, rows in ready for t, r in rows}
+            present = {o for _, _, owns, _ in info for o in owns}
             keep, drop = [], []
-            for u, rows in ready:
-                missing = [v for t, row in rows for v in _foreign(self._own(t, row), row)
-                           if v not in present and v not in self._ids]
-                (drop if missing else keep).append((u, rows, missing))
-            ready = [(u, rows) for u, rows, _ in keep]
-            for u, _, missing in drop:
+            for item in info:
+                missing = [v for v in item[3] if v not in present and v not in self._ids]
+                if missing:
+                    drop.append((item[0], missing))
+                else:
+                    keep.append(item)
+            info = keep
+            for u, missing in drop:
                 if final:
                     m = missing[0]
                     self.quarantine(Quarantined(u.resource_type, u.source_id, u.locator,
@@ -249,8 +261,9 @@ class Sink:
                     deferred.append(u)
             if not drop:
                 break
-        if ready:
-            self._write_ready(ready)
+        if info:
+            ready_keys = {(u.resource_type, u.source_id) for u, *_ in info} if changed else set()
+            self._write_ready([(u, rows) for u, rows, _, _ in info], changed & ready_keys)
         return deferred
 
     def _dedupe(self, units: list[SourceUnit]) -> list[SourceUnit]:
@@ -393,8 +406,8 @@ class Sink:
         return out
 
     # ----------------------------------------------------------------- writing
-    def _write_ready(self, ready: list[tuple[SourceUnit, list[tuple[str, dict]]]]) -> None:
-        replaced_keys = {(u.resource_type, u.source_id) for u, _ in ready}
+    def _write_ready(self, ready: list[tuple[SourceUnit, list[tuple[str, dict]]]],
+                     replaced_keys: set[tuple[str, str]]) -> None:
         con = self._con
         old = self._fetch_map(replaced_keys, con)  # rows of records loaded before (being replaced)
         own_refs = [self._own(t, r) for _, rows in ready for t, r in rows]
@@ -419,7 +432,7 @@ class Sink:
         for table in sorted(by_table, key=lambda t: _DELETE_ORDER.index(t) if t in _DELETE_ORDER else -1):
             n = self._delete_ids(con, self.cdm, table, TABLE_ID.get(table, f"{table}_id"), by_table[table])
             self.report.rows_deleted[table] += n
-        if old or replaced_keys:
+        if replaced_keys:
             self._delete_keys(con, "source_id_map", replaced_keys)
             self._delete_keys(con, "source_resource", replaced_keys)
         # rows per table

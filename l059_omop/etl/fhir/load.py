@@ -236,7 +236,7 @@ def _inject_failure(sink: Sink, after: int) -> None:
     calls = {"batches": 0}
     original_write_ready = sink._write_ready
 
-    def failing(ready):
+    def failing(ready, replaced):
         calls["batches"] += 1
         if calls["batches"] > after:
             real = bulk_mod.insert_frame
@@ -247,9 +247,9 @@ def _inject_failure(sink: Sink, after: int) -> None:
 
             bulk_mod.insert_frame = boom
             try:
-                return original_write_ready(ready)
+                return original_write_ready(ready, replaced)
             finally:
                 bulk_mod.insert_frame = real
-        return original_write_ready(ready)
+        return original_write_ready(ready, replaced)
 
     sink._write_ready = failing
