@@ -11,6 +11,7 @@ report (read = mapped + quarantined + skipped).
 from __future__ import annotations
 
 import hashlib
+import hmac
 import logging
 import os
 from collections.abc import Callable
@@ -103,18 +104,22 @@ def _resolved_static(engine: Engine, cdm: str, spec: MappingSpec, vocab: Vocabul
         mg = vocab.resolve_many([("UCUM", "mg")])[("UCUM", "mg")].standard_concept_id
         ingredients = sorted({e.target_concept_id for ct in spec.code_tables.values() for e in ct.entries.values()})
         if mg and ingredients:
-            q = sa.text(f"select drug_concept_id, ingredient_concept_id, amount_value from {cdm}.drug_strength "
-                        "where ingredient_concept_id in :ids and amount_unit_concept_id = :mg and invalid_reason is null"
+            # single-ingredient standard clinical drugs with an amount in mg; an (ingredient, amount) pair
+            # with several such drugs (tablet and capsule ...) is ambiguous and not refined
+            q = sa.text(f"""select ds.drug_concept_id, ds.ingredient_concept_id, ds.amount_value
+                from {cdm}.drug_strength ds join {cdm}.concept c on c.concept_id = ds.drug_concept_id
+                where ds.ingredient_concept_id in :ids and ds.amount_unit_concept_id = :mg
+                  and ds.invalid_reason is null and c.standard_concept = 'S' and c.concept_class_id = 'Clinical Drug'
+                  and not exists (select 1 from {cdm}.drug_strength o where o.drug_concept_id = ds.drug_concept_id
+                                  and o.ingredient_concept_id <> ds.ingredient_concept_id)"""
                         ).bindparams(sa.bindparam("ids", expanding=True))
-            n_ingr = sa.text(f"select drug_concept_id, count(*) from {cdm}.drug_strength where drug_concept_id in :ids "
-                             "group by drug_concept_id").bindparams(sa.bindparam("ids", expanding=True))
             with engine.connect() as con:
                 rows = con.execute(q, {"ids": ingredients, "mg": mg}).fetchall()
-                drugs = sorted({int(r[0]) for r in rows})
-                single = {int(d) for d, n in con.execute(n_ingr, {"ids": drugs}).fetchall() if n == 1} if drugs else set()
+            cands: dict[tuple[int, float], set[int]] = {}
             for drug, ingr, amount in rows:
-                if int(drug) in single and amount is not None:
-                    res.strengths[(int(ingr), float(amount))] = int(drug)
+                if amount is not None:
+                    cands.setdefault((int(ingr), float(amount)), set()).add(int(drug))
+            res.strengths = {k: next(iter(v)) for k, v in cands.items() if len(v) == 1}
     return res
 
 
@@ -190,7 +195,7 @@ def load_records(engine: Engine, mapping: str | Path, paths: list[str | Path], *
                     ids = {r: p for tr in result.outputs if tr.person_keys is not None
                            for r, p in zip(tr.rownums.tolist(), tr.person_keys.tolist(), strict=True)}
                 else:
-                    ids = _row_key_map(inp.source, chunk, rn, texts)
+                    ids = _row_key_map(inp.source, chunk, rn, texts, res.pseudonym_key)
                 locators = {r: f"{inp.label}:row {r}" for r in rn}
                 writer.write(Batch(rtype, ids, content, locators, result.outputs))
                 done += len(chunk)
@@ -201,9 +206,12 @@ def load_records(engine: Engine, mapping: str | Path, paths: list[str | Path], *
     return RecordsResult(sink.report, [i.label for i in inputs], [str(p) for p in ignored])
 
 
-def _row_key_map(source: SourceSpec, chunk: pd.DataFrame, rn: list[int], texts: list[str]) -> dict[int, str]:
-    """Source id of each row: its key columns when the spec names them, else a hash of its content."""
+def _row_key_map(source: SourceSpec, chunk: pd.DataFrame, rn: list[int], texts: list[str],
+                 key: bytes) -> dict[int, str]:
+    """Source id of each row in etl tables: a keyed hash of its key columns (row ids often embed the
+    hospital id, which must not be stored), else of its whole content."""
     if source.key:
         cols = [chunk[c].str.strip().tolist() for c in source.key]
-        return {r: "|".join(vals) for r, *vals in zip(rn, *cols, strict=False)}
-    return {r: hashlib.blake2b(t.encode("utf-8"), digest_size=12).hexdigest() for r, t in zip(rn, texts, strict=False)}
+        texts = ["\x1f".join(vals) for vals in zip(*cols, strict=True)]
+    return {r: hmac.new(key, t.encode("utf-8"), hashlib.sha256).hexdigest()[:32]
+            for r, t in zip(rn, texts, strict=True)}

@@ -329,11 +329,14 @@ def map_chunk(spec: MappingSpec, source: SourceSpec, chunk: pd.DataFrame, rownum
         failed.column[active] = out_rows.column[active]
         built.append((out, pd.Series(mask, index=chunk.index), cols, refs))
     bad = ~pd.isna(failed.reason)
-    payload_cols = list(chunk.columns)
+    # the payload keeps the columns the spec reads (not names or phones), the hospital id masked wherever
+    # it appears (row ids often embed it)
+    payload_cols = [c for c in chunk.columns if c in source.lines]
     for i in np.flatnonzero(bad & ~dup):
-        row = {c: chunk.iat[i, j] for j, c in enumerate(payload_cols)}
-        if source.patient_id:
-            row[source.patient_id] = "(patient id withheld)"
+        hid = chunk.at[i, source.patient_id].strip() if source.patient_id else ""
+        row = {c: chunk.at[i, c] for c in payload_cols}
+        if hid:
+            row = {c: v.replace(hid, "(patient id)") for c, v in row.items()}
         result.quarantine.append(QuarantineRow(file, int(rownums.iat[i]), failed.column[i], str(failed.reason[i]),
                                                json.dumps(row, ensure_ascii=False)))
     no_out = ~any_output & ~bad & ~dup

@@ -64,15 +64,28 @@ def test_load_with_broken_rows_gb18030_and_bom(rec_engine, tmp_path):
         psv = con.execute(sa.text("select person_source_value from cdm.person")).scalars().all()
         drugs = dict(con.execute(sa.text("select drug_source_value, drug_concept_id from cdm.drug_exposure")).all())
         runs = con.execute(sa.text("select status, counts_json from etl.load_run")).all()
+        etl_text = " ".join(str(v) for t in ("source_id_map", "source_resource", "quarantine")
+                            for r in con.execute(sa.text(f"select * from etl.{t}")) for v in r)
     got = {Path(loc.split(":row")[0]).name: reason.split(":")[0] for loc, reason, _ in q}
     assert got == extracts.BROKEN_REASONS
     assert "M80410/3 C34.1" in names  # read from the GB18030 file
     for hid, name in zip(extracts.HOSPITAL_IDS, extracts.NAMES, strict=True):
         assert hid not in psv and name not in psv
+        assert hid not in etl_text and name not in etl_text  # not even in the bookkeeping
         assert all(hid not in (p or "") for _, _, p in q)
-    assert drugs["安罗替尼胶囊 12mg"] == 2000000004
-    assert drugs["盐酸安罗替尼胶囊"] == 2000000003  # ingredient + '10mg' in the dose text
-    assert drugs["安罗替尼"] == 2000000002
+    assert drugs == {"安罗替尼胶囊 12mg": 2000000004, "XL01XA02-KB": 1344905, "XL01CB01-YTBG": 1350504,
+                     "XL01FF05-ATLZ": 42629079, "盐酸安罗替尼胶囊": drugs["盐酸安罗替尼胶囊"]}
+    with rec_engine.connect() as con:
+        anl = sorted(con.execute(sa.text("select drug_concept_id, days_supply, drug_exposure_end_date from "
+                                         "cdm.drug_exposure where drug_source_value = '盐酸安罗替尼胶囊'")).all())
+        labs = sorted(con.execute(sa.text("select value_as_number, unit_concept_id, range_low, range_high from "
+                                          "cdm.measurement where measurement_concept_id in (3022217, 3018677)")).all(),
+                      key=str)
+    # ingredient refined by '10mg' in the dose text; no strength -> the ingredient; end = start + 14 - 1
+    assert [(c, d, str(e)) for c, d, e in anl] == [(2000000001, 14, "2022-06-14"), (2000000003, 14, "2022-05-05")]
+    assert [tuple(float(x) if x is not None else None for x in r) for r in labs] == sorted([
+        (1.05, 8523.0, 0.8, 1.2), (32.5, 8555.0, 25.0, 37.0), (41.0, 8555.0, 25.0, 40.0), (39.0, 8555.0, None, None)],
+        key=str)
     assert runs[0][0] == "loaded with quarantine"
 
 
@@ -89,10 +102,7 @@ def test_reload_is_idempotent(rec_engine, tmp_path):
 
 
 def test_xlsx_gives_the_same_rows_as_csv(rec_engine, rec_duckdb, tmp_path):
-    sheets = {"patients*.csv": "patients", "diagnoses*.csv": "diagnoses", "staging*.csv": "staging",
-              "drug_*.csv": "drug_orders", "labs*.csv": "labs", "imaging*.csv": "imaging",
-              "adverse_events*.csv": "adverse_events", "followup*.csv": "followup"}
-    xspec = spec_copy(tmp_path / "xs", lambda t: re.sub(r'file: "([^"]+)"', lambda m: f"sheet: {sheets[m[1]]}", t))
+    xspec = spec_copy(tmp_path / "xs", lambda t: re.sub(r'file: "([^"]+)\*\.csv"', r"sheet: \1", t))
     book = extracts.write_xlsx(tmp_path / "export.xlsx")
     rep = load_records(rec_engine, xspec, [book]).report
     assert rep.quarantined == 0 and rep.check() == []
@@ -103,19 +113,23 @@ def test_xlsx_gives_the_same_rows_as_csv(rec_engine, rec_duckdb, tmp_path):
 def test_unknown_column_fails_before_loading(rec_engine, tmp_path):
     spec = spec_copy(tmp_path)
     folder = extracts.write(tmp_path / "x")
-    df = pd.read_csv(folder / "labs.csv", dtype=str, encoding="utf-8-sig").rename(columns={"参考范围": "参考值"})
-    df.to_csv(folder / "labs.csv", index=False, encoding="utf-8-sig")
+    df = pd.read_csv(folder / "lab_results.csv", dtype=str, encoding="utf-8-sig").rename(columns={"ref_range": "reference"})
+    df.to_csv(folder / "lab_results.csv", index=False, encoding="utf-8-sig")
     line = next(i for i, t in enumerate(spec.read_text(encoding="utf-8").splitlines(), 1) if "range_low" in t)
     with pytest.raises(SpecError) as err:
         load_records(rec_engine, spec, [folder])
-    assert str(err.value).startswith(f"{spec}:{line}:") and "'参考范围' is not in" in str(err.value)
+    assert str(err.value).startswith(f"{spec}:{line}:") and "'ref_range' is not in" in str(err.value)
     assert sum(counts(rec_engine).values()) == 0
     with rec_engine.connect() as con:
         assert con.execute(sa.text("select count(*) from etl.load_run")).scalar_one() == 0
 
 
-def test_wrong_encoding_fails_naming_the_source(tmp_path, rec_duckdb):
-    folder = extracts.write(tmp_path / "x", encodings={"diagnoses.csv": "gb18030"})  # spec says UTF-8
+def test_wrong_encoding_quarantines_rows_and_a_bad_header_fails(tmp_path, rec_duckdb):
+    folder = extracts.write(tmp_path / "x", encodings={"diagnoses.csv": "gb18030"})  # the spec says UTF-8
+    rep = load_records(rec_duckdb, spec_copy(tmp_path), [folder]).report
+    assert rep.types["diagnoses"].quarantined == {"bytes not valid in encoding utf-8-sig": 3}
+    assert rep.check() == []
+    (folder / "diagnoses.csv").write_bytes("诊断,diag_id\n".encode("gb18030"))
     with pytest.raises(SpecError, match=r"sources.diagnoses.encoding: the header of .* is not valid utf-8-sig"):
         load_records(rec_duckdb, spec_copy(tmp_path), [folder])
 

@@ -28,23 +28,23 @@ def _variant(tmp_path: Path, old: str, new: str) -> tuple[Path, int]:
 def test_template_is_valid():
     spec = load_spec(TEMPLATE)
     assert spec.site == "synth_site"
-    assert {"patients", "labs", "drugs", "imaging", "adverse_events", "followup"} <= set(spec.sources)
+    assert {"patients", "lab_results", "drug_orders", "imaging", "adverse_events", "followup"} <= set(spec.sources)
     assert spec.code_tables["drugs"].get("安罗替尼胶囊12MG").target_concept_id == 2000000004
     assert spec.code_tables["response"].get("ＰＲ").target_concept_id == 2000000021  # full-width
 
 
 @pytest.mark.parametrize("old,new,words", [
-    ("value_as_number: {column: 结果, unit_column: 单位}", "value_as_numbr: {column: 结果, unit_column: 单位}",
+    ("value_as_number: {column: result_value, unit_column: unit}", "value_as_numbr: {column: result_value}",
      ["unknown field 'value_as_numbr'", "measurement"]),
-    ("table: drug_exposure", "table: drug_exposures", ["unknown OMOP CDM v5.4 table"]),
+    ("table: procedure_occurrence", "table: procedure_occurrences", ["unknown OMOP CDM v5.4 table"]),
     ('date_format: ["%Y-%m-%d", "%Y/%m/%d"', 'date_format: ["%Y-%m-%q", "%Y/%m/%d"', ["bad date format", "%q"]),
     ('date_format: ["%Y-%m-%d", "%Y/%m/%d"', 'date_format: ["YYYY-MM-DD", "%Y/%m/%d"', ["bad date format", "no year"]),
-    ("condition_concept_id: {column: 诊断编码, code_table: diagnoses}",
-     "condition_concept_id: {column: 诊断编码, code_table: icd}", ["unknown code table 'icd'"]),
+    ("condition_concept_id: {column: diag_code, code_table: diagnoses}",
+     "condition_concept_id: {column: diag_code, code_table: icd}", ["unknown code table 'icd'"]),
     ("measurement_event_id: {ref: event}", "measurement_event_id: {ref: evnt}", ["'ref' names another output"]),
-    ("    key: [医嘱号]\n", "    sheets: x\n    key: [医嘱号]\n", ["unknown key 'sheets'"]),
+    ("    key: [order_id]\n", "    sheets: x\n    key: [order_id]\n", ["unknown key 'sheets'"]),
     ("  encoding: utf-8-sig ", "  encoding: gb-18030x ", ["unknown encoding"]),
-    ("measurement_date: {column: 报告日期}", "measurement_date: {column: 报告日期, range: low}", ["not a number field"]),
+    ("measurement_date: {column: assess_date}", "measurement_date: {column: assess_date, range: low}", ["not a number field"]),
 ])
 def test_broken_spec_names_line(tmp_path, old, new, words):
     path, line = _variant(tmp_path, old, new)
@@ -57,14 +57,14 @@ def test_broken_spec_names_line(tmp_path, old, new, words):
 
 
 def test_missing_required_field(tmp_path):
-    path, line = _variant(tmp_path, "          condition_start_date: {column: 诊断日期}\n", "")
+    path, line = _variant(tmp_path, "          condition_start_date: {column: diag_date}\n", "")
     with pytest.raises(SpecError, match="condition_start_date") as err:
         load_spec(path)
     assert err.value.line is not None and err.value.line < line
 
 
 def test_yaml_syntax_error(tmp_path):
-    path, line = _variant(tmp_path, "    file: \"labs*.csv\"", "    file: [\"labs*.csv\"")
+    path, line = _variant(tmp_path, "    file: \"lab_results*.csv\"", "    file: [\"lab_results*.csv\"")
     with pytest.raises(SpecError, match="not valid YAML"):
         load_spec(path)
 

@@ -66,22 +66,23 @@ def test_dose_text_without_strength():
 
 def test_map_chunk_quarantines_bad_rows_and_keeps_the_rest():
     spec = load_spec(mappings_path("records", "synth_site.yaml"))
-    src = spec.sources["labs"]
+    src = spec.sources["lab_results"]
     chunk = pd.DataFrame({
-        "病案号": ["H1", "H1", "H2", ""], "检验单号": ["A", "A", "B", "C"],
-        "项目代码": ["6301-6", "14979-9", "6301-6", "6301-6"], "项目名称": ["", "", "", ""],
-        "结果": ["1.1", "abc", "1.0", "1.2"], "单位": ["INR", "s", "", ""],
-        "参考范围": ["0.8-1.2", "25-40", "", ""], "报告日期": ["2022-01-01", "2022-01-01", "2022/13/01", "2022-01-01"],
+        "result_id": ["H1-1", "H1-2", "H2-1", "x"], "hospital_id": ["H1", "H1", "H2", ""],
+        "report_date": ["2022-01-01", "2022-01-01", "2022/13/01", "2022-01-01"],
+        "item_code": ["APTT", "APTT", "INR", "INR"], "item_name": ["", "", "", ""],
+        "result_value": ["31", "abc", "1.0", "1.2"], "unit": ["s", "s", "", ""],
+        "ref_range": ["25.0-37.0", "25-40", "", ""], "abnormal_flag": ["", "", "", ""], "specimen": ["", "", "", ""],
     }, dtype=object)
-    res = Resolved(concepts={("LOINC", "6301-6"): (3022217, 3022217), ("LOINC", "14979-9"): (3018677, 3018677)},
-                   unit_concepts={"{ratio}": 8523, "s": 8555}, pseudonym_key=b"k")
+    res = Resolved(unit_concepts={"{ratio}": 8523, "s": 8555}, pseudonym_key=b"k")
     out = map_chunk(spec, src, chunk, pd.Series([2, 3, 4, 5]), "labs.csv", res)
     assert out.read == 4 and out.mapped == 1
     reasons = {q.row: (q.column, q.reason.split(":")[0]) for q in out.quarantine}
-    assert reasons == {3: ("结果", "not a number"), 4: ("报告日期", "unparseable date"), 5: ("病案号", "missing value")}
+    assert reasons == {3: ("result_value", "not a number"), 4: ("report_date", "unparseable date"),
+                       5: ("hospital_id", "missing value")}
     assert all("H1" not in q.payload and "H2" not in q.payload for q in out.quarantine)
-    (rows,) = out.outputs
+    (rows,) = [o for o in out.outputs if len(o.frame)]
     row = rows.frame.iloc[0]
-    assert row["measurement_concept_id"] == 3022217 and row["value_as_number"] == 1.1
-    assert row["unit_concept_id"] == 8523 and (row["range_low"], row["range_high"]) == (0.8, 1.2)
+    assert row["measurement_concept_id"] == 3018677 and row["value_as_number"] == 31
+    assert row["unit_concept_id"] == 8555 and (row["range_low"], row["range_high"]) == (25.0, 37.0)
     assert rows.person_keys[0] == pseudonym("H1", b"k") != "H1"
