@@ -45,7 +45,7 @@ class SynthSummary:
 
 
 def generate(n: int, fmt: str, out: Path, seed: int = 1059, *, ndjson: bool = False, engine=None,
-             cdm_schema: str = "cdm", params: SynthParams | None = None, batch_patients: int = 5000,
+             cdm_schema: str = "cdm", params: SynthParams | None = None, batch_patients: int = 2000,
              workers: int | None = None, progress: Callable[[int], None] | None = None) -> SynthSummary:
     """Write ``n`` synthetic patients in format ``fmt`` into ``out`` (or, for omop with ``engine``, into
     that database's ``cdm_schema``), plus ``truth.csv`` and ``truth_meta.json`` in ``out``.

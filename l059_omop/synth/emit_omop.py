@@ -219,7 +219,7 @@ class OmopRowsRenderer:
 class OmopDbWriter:
     """Buffers rows and inserts them per batch of patients (one transaction per batch)."""
 
-    def __init__(self, engine, cdm_schema: str = "cdm", batch_patients: int = 5000) -> None:
+    def __init__(self, engine, cdm_schema: str = "cdm", batch_patients: int = 2000) -> None:
         self.engine, self.schema, self.batch = engine, cdm_schema, batch_patients
         self.buf: dict[str, list[tuple]] = {t: [] for t in TABLES}
         self.pending = 0
