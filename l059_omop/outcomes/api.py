@@ -92,16 +92,21 @@ def suppressed_tables(out: OutcomeResults, curves_tables: Mapping[str, pd.DataFr
                       ) -> dict[str, pd.DataFrame]:
     """The tables as they may leave the site: counts below the minimum cell count as ``<N``."""
     m = out.min_cell_count
+
+    def pct(df: pd.DataFrame) -> pd.DataFrame:
+        cols = [c for c in df.columns if "pct" in c or c == "percent"]
+        return df.assign(**{c: pd.to_numeric(df[c], errors="coerce").round(2) for c in cols})
+
     t = {
         "survival_summary": suppress(out.survival_summary, ["n", "events"], m),
         "landmarks": suppress(out.landmarks, ["at_risk"], m),
         "follow_up": suppress(out.follow_up, ["n"], m),
         "logrank": suppress(out.logrank, ["n"], m),
         "cox": suppress(out.cox, ["n", "events"], m),
-        "response": suppress(out.response, ["n", "denominator"], m, {"n": ["percent"]}),
-        "safety": suppress(out.safety, ["any_grade_n", "grade3plus_n"], m,
+        "response": suppress(pct(out.response), ["n", "denominator"], m, {"n": ["percent"]}),
+        "safety": suppress(pct(out.safety), ["any_grade_n", "grade3plus_n"], m,
                            {"any_grade_n": ["any_grade_pct"], "grade3plus_n": ["grade3plus_pct"]}),
-        "table1": suppress(out.table1, ["n"], m, {"n": ["percent"]}),
+        "table1": suppress(pct(out.table1), ["n"], m, {"n": ["percent"]}),
         "attrition": suppress(out.attrition, ["persons_remaining", "persons_excluded"], m),
     }
     for ep, km in (curves_tables or out.km).items():
