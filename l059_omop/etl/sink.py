@@ -558,6 +558,10 @@ class Sink:
             self._flush_quarantine(con)
             params = {"cdm_schema": self.cdm, "etl_schema": self.etl,
                       "period_type_concept_id": _OBSERVATION_PERIOD_TYPE}
+            # persons touched by a run that died before its finish (SIGKILL, power loss) are recomputed
+            # here too: a re-run finds their records unchanged and would otherwise never touch them again
+            con.execute(sa.text(f"update {self.etl}.touched_person set run_id = :run_id where run_id <> :run_id"),
+                        {"run_id": self.run_id})
             con.execute(sa.text(f"delete from {self.cdm}.observation_period where person_id in "
                                 f"(select person_id from {self.etl}.touched_person where run_id = :run_id)"),
                         {"run_id": self.run_id})
