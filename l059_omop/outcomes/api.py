@@ -114,6 +114,37 @@ def suppressed_tables(out: OutcomeResults, curves_tables: Mapping[str, pd.DataFr
     return t
 
 
+def _methods_html(out: OutcomeResults) -> str:
+    items = [
+        f"Time zero: the person's first cohort_start_date in cohort {out.cohort_id}; nothing after the data "
+        f"cut-off {out.data_cutoff.isoformat()} counts.",
+        "OS: death; otherwise censored at the end of the observation period (capped at the cut-off).",
+        "PFS: the first progressive-disease assessment after index, or death, whichever first; otherwise censored "
+        "at the last tumour assessment after index.",
+        "Best overall response (RECIST 1.1) up to and including the first PD; SD counts only >= 42 days after "
+        "index. ORR = CR + PR, DCR = CR + PR + SD over all persons, with exact (Clopper-Pearson) 95% CIs.",
+        "Adverse events: conditions with a CTCAE grade from index to 30 days after the last anlotinib exposure; "
+        "worst grade per person and term.",
+        f"Kaplan-Meier medians with 95% CIs by the {out.ci_method} method (Greenwood variance), R survival's "
+        "rule for a flat stretch at 0.5; 6 and 12 months = 182.6 and 365.25 days; median follow-up by reverse "
+        "Kaplan-Meier; log-rank tests; Cox proportional hazards with Efron ties on complete cases.",
+        f"Counts below {out.min_cell_count} are shown as <{out.min_cell_count}.",
+    ]
+    return "<ul>" + "".join(f"<li>{report.html.escape(i)}</li>" for i in items) + "</ul>"
+
+
+def numbers_at_risk(res: an.Analysis, step_months: int = 3) -> pd.DataFrame:
+    """Persons at risk every ``step_months`` months, per endpoint and subgroup (the rows under the plots)."""
+    rows = []
+    for (ep, label), curve in res.curves.items():
+        tmax = float(curve.table["time"].max()) if len(curve.table) else 0.0
+        months = list(range(0, int(tmax / DAYS_PER_MONTH) + step_months + 1, step_months))
+        at = curve.at_risk([mo * DAYS_PER_MONTH for mo in months])
+        rows += [{"endpoint": ep, "subgroup": label, "month": mo, "day": round(mo * DAYS_PER_MONTH, 2),
+                  "at_risk": int(a)} for mo, a in zip(months, at, strict=True)]
+    return pd.DataFrame(rows, columns=["endpoint", "subgroup", "month", "day", "at_risk"])
+
+
 def _subgroup_curves(res: an.Analysis, endpoint: str, name: str):
     prefix = f"{name}="
     return [(label[len(prefix):], curve) for (ep, label), curve in res.curves.items()
@@ -137,6 +168,7 @@ def write_outputs(out: OutcomeResults, res: an.Analysis, ex: Extract, out_dir: P
         csv(name, tables[name])
     for ep in out.km:
         csv(f"km_{ep}", tables[f"km_{ep}"])
+    csv("numbers_at_risk", suppress(numbers_at_risk(res), ["at_risk"], m))
     sub_rows = []
     for (ep, label), curve in res.curves.items():
         if label == "all":
@@ -213,6 +245,7 @@ def _figures_and_report(out: OutcomeResults, res: an.Analysis, out_dir: Path, ta
         ("Best overall response (RECIST 1.1)", report.table_html(tables["response"], "{:.1f}")),
         ("Adverse events (worst grade per person and term)", report.table_html(tables["safety"], "{:.1f}")),
     ]
+    sections.insert(0, ("Methods", _methods_html(out)))
     if out.notes:
         sections.append(("Notes", "<ul>" + "".join(f"<li>{report.html.escape(n)}</li>" for n in out.notes)
                          + "</ul>"))

@@ -81,7 +81,7 @@ def test_files_written(lung_results, out_dir):
         assert list(km.columns) == ["time", "at_risk", "events", "censored", "survival", "lower", "upper"]
         assert (out / f"km_{ep}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     for name in ("response.csv", "safety.csv", "cox.csv", "attrition.csv", "table1.csv", "table1.html",
-                 "attrition.png", "report.html", "logrank.csv", "follow_up.csv"):
+                 "attrition.png", "report.html", "logrank.csv", "follow_up.csv", "numbers_at_risk.csv"):
         assert (out / name).is_file(), name
     html = (out / "report.html").read_text(encoding="utf-8")
     assert "data:image/png;base64," in html and "src=\"http" not in html and "<script" not in html
