@@ -28,26 +28,29 @@ _INCLUDE = {"MedicationRequest": "MedicationRequest:medication",
             "MedicationStatement": "MedicationStatement:medication",
             "MedicationDispense": "MedicationDispense:medication"}
 FHIR_JSON = "application/fhir+json"
+PAGE_SIZE = 100
 
 
 class FhirClient:
     def __init__(self, base: str, token_env: str = "L059_FHIR_TOKEN", timeout: float = 30.0, retries: int = 5,
-                 backoff: float = 0.5, page_size: int = 100) -> None:
+                 backoff: float = 0.5, page_size: int | None = None) -> None:
         if not base.startswith(("http://", "https://")):
             raise BadInput(f"--server: not an http(s) URL: {base!r}")
         self.base = base.rstrip("/")
-        self.timeout, self.retries, self.backoff, self.page_size = timeout, retries, backoff, page_size
+        self.timeout, self.retries, self.backoff = timeout, retries, backoff
+        self.page_size = page_size or PAGE_SIZE
         self.session = requests.Session()
         self.session.headers["Accept"] = FHIR_JSON
         token = os.environ.get(token_env)
         if token:
             self.session.headers["Authorization"] = f"Bearer {token.strip()}"
         self.everything = False
+        self.types: set[str] = set()  # resource types the server says it supports
 
     def _url(self, path: str) -> str:
         return path if path.startswith(("http://", "https://")) else urljoin(self.base + "/", path.lstrip("/"))
 
-    def get(self, path: str, params: dict | None = None) -> dict:
+    def get(self, path: str, params: dict | None = None, optional: bool = False) -> dict | None:
         """GET a FHIR JSON resource, retrying 429 / 5xx / connection errors with exponential backoff."""
         url = self._url(path)
         delay = self.backoff
@@ -76,6 +79,9 @@ class FhirClient:
                 raise RuntimeFailure(f"FHIR server {self.base}: HTTP {resp.status_code} (set the bearer token "
                                      "in the environment variable named by --token-env)")
             if resp.status_code >= 400:
+                if optional and resp.status_code in (400, 404, 405, 501):
+                    log.info("HTTP %s on optional search %s: skipped", resp.status_code, _path(url))
+                    return None
                 raise RuntimeFailure(f"FHIR server {self.base}: HTTP {resp.status_code} on {_path(url)}")
             try:
                 data = resp.json()
@@ -97,27 +103,36 @@ class FhirClient:
         for rest in cap.get("rest") or []:
             ops = [o.get("name") for o in rest.get("operation") or []]
             for res in rest.get("resource") or []:
+                self.types.add(res.get("type"))
                 if res.get("type") == "Patient":
                     ops += [o.get("name") for o in res.get("operation") or []]
             if any(o in ("everything", "patient-everything", "$everything") for o in ops):
                 self.everything = True
         return cap
 
-    def pages(self, path: str, params: dict | None = None) -> Iterator[dict]:
-        """A search and its following pages (Bundle.link relation=next)."""
-        page = self.get(path, params)
+    def pages(self, path: str, params: dict | None = None, optional: bool = False) -> Iterator[dict]:
+        """A search and its following pages (Bundle.link relation=next); ``optional``: a 4xx ends it quietly."""
+        page = self.get(path, params, optional)
         seen = set()
-        while True:
+        while page is not None:
             yield page
             nxt = next((link.get("url") for link in page.get("link") or [] if link.get("relation") == "next"), None)
             if not nxt or nxt in seen:
                 return
             seen.add(nxt)
-            page = self.get(nxt)
+            page = self.get(nxt, None, optional)
 
 
 def _path(url: str) -> str:
     return url.split("?")[0]
+
+
+def _belongs(res: dict, pid: str) -> bool:
+    """A resource of a per-patient search really is this patient's (or is an included Medication ...)."""
+    ref = (res.get("subject") or res.get("patient") or {}).get("reference")
+    if ref is None:
+        return True
+    return ref == f"Patient/{pid}" or ref.endswith(f"/Patient/{pid}")
 
 
 def server_tasks(client: FhirClient, timezone: str | None, validate: bool = True) -> Iterator[Task]:
@@ -128,17 +143,24 @@ def server_tasks(client: FhirClient, timezone: str | None, validate: bool = True
                and (e.get("search") or {}).get("mode", "match") == "match"]
         yield Task("bundle", f"{client.base}/Patient?page", data=page, timezone=timezone, validate=validate)
         for pid in ids:
+            searches = PATIENT_SEARCHES
             if client.everything:
+                seen: set[str] = set()
                 for p in client.pages(f"Patient/{pid}/$everything", {"_count": 500}):
                     p["entry"] = [e for e in p.get("entry") or []
                                   if (e.get("resource") or {}).get("resourceType") != "Patient"]
+                    seen.update((e.get("resource") or {}).get("resourceType") for e in p["entry"])
                     yield Task("bundle", f"{client.base}/Patient/{pid}/$everything", data=p, timezone=timezone,
                                validate=validate)
-            else:
-                for rtype, param in PATIENT_SEARCHES:
-                    params = {param: f"Patient/{pid}", "_count": 500}
-                    if rtype in _INCLUDE:
-                        params["_include"] = _INCLUDE[rtype]
-                    for p in client.pages(rtype, params):
-                        yield Task("bundle", f"{client.base}/{rtype}?{param}=Patient/{pid}", data=p,
-                                   timezone=timezone, validate=validate)
+                # servers differ in what their Patient compartment holds (some leave out AdverseEvent):
+                # a mapped type $everything did not return is searched for explicitly
+                searches = tuple((t, prm) for t, prm in PATIENT_SEARCHES if t not in seen)
+            for rtype, param in searches:
+                params = {param: f"Patient/{pid}", "_count": 500}
+                if rtype in _INCLUDE:
+                    params["_include"] = _INCLUDE[rtype]
+                for p in client.pages(rtype, params, optional=client.everything or rtype not in client.types):
+                    # a server that ignores an unknown search parameter answers with everyone's resources
+                    p["entry"] = [e for e in p.get("entry") or [] if _belongs(e.get("resource") or {}, pid)]
+                    yield Task("bundle", f"{client.base}/{rtype}?{param}=Patient/{pid}", data=p,
+                               timezone=timezone, validate=validate)
