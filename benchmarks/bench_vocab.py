@@ -112,6 +112,7 @@ def run(quick: bool = False, repeat: int | None = None) -> list[dict]:
                                  "note": f"skipped: {reason}"})
                 continue
             runs: list[_util.ChildResult] = []
+            load_before = os.getloadavg()[0]
             for i in range(repeat):
                 if db == "duckdb":
                     path = tmp / f"bench_{i}.duckdb"
@@ -128,7 +129,8 @@ def run(quick: bool = False, repeat: int | None = None) -> list[dict]:
                              "rows_per_s": rate, "peak_mb": peak,
                              "target": f">= {target:,.0f} rows/s, < {TARGET_PEAK_MB} MB",
                              "ok": rate >= target and peak < TARGET_PEAK_MB,
-                             "note": f"median of {len(runs)}: " + ", ".join(f"{r.seconds:.1f}s" for r in runs)})
+                             "note": f"median of {len(runs)}: " + ", ".join(f"{r.seconds:.1f}s" for r in runs)
+                             + f"; load avg {load_before:.1f} -> {os.getloadavg()[0]:.1f} on {os.cpu_count()} cpus"})
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return rows_out

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import datetime as dt
+import importlib.util
+import sys
 
 import sqlalchemy as sa
 from click.testing import CliRunner
 
 from l059_omop.cli import main
 from l059_omop.vocab import Vocabulary
+
+from ._spec import REPO
 
 NASTY = 'Tumour "NOS" of C:\\lung\\upper lobe; it\'s 5% <b>'
 
@@ -133,3 +137,28 @@ def test_vocab_file_with_unknown_column(tmp_path, duckdb_url):
     res = CliRunner().invoke(main, ["--db", duckdb_url, "init-db", "--vocab", str(athena)])
     assert res.exit_code == 2
     assert "domain_colour" in res.output and "DOMAIN.csv" in res.output
+
+
+def test_benchmark_vocabulary_loads(tmp_path, duckdb_url):
+    """The benchmark's generated download (benchmarks/bench_vocab.py) at a tiny size loads completely."""
+    spec = importlib.util.spec_from_file_location("bench_vocab_under_test", REPO / "benchmarks" / "bench_vocab.py")
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    try:
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(REPO / "benchmarks"))
+    counts = module.generate(tmp_path / "athena", 1000, 5000, 10000)
+    res = CliRunner().invoke(main, ["--db", duckdb_url, "init-db", "--vocab", str(tmp_path / "athena")],
+                             catch_exceptions=False)
+    assert res.exit_code == 0, res.output
+    engine = sa.create_engine(duckdb_url)
+    try:
+        with engine.connect() as con:
+            for table, n in counts.items():
+                got = con.execute(sa.text(f"select count(*) from cdm.{table}")).scalar()
+                assert got >= n, table
+            assert con.execute(sa.text("select concept_name from cdm.concept where concept_id = 7")).scalar() \
+                == 'Concept "7" C:\\path'
+    finally:
+        engine.dispose()

@@ -135,6 +135,13 @@ def test_password_never_shown_in_a_real_process(tmp_path, verbose):
         assert len(res.stderr.strip().splitlines()) == 1, res.stderr
 
 
+def test_url_encoded_password_never_shown():
+    code, out, err = _invoke("--db", "postgresql://u:Se%2FCr%40et9@127.0.0.1:1/x", "-v", "init-db")
+    assert code == 1
+    for form in ("Se%2FCr%40et9", "Se/Cr@et9", "Cr%40et9", "Cr@et9"):
+        assert form not in out + err
+
+
 def test_password_never_shown_in_bad_url():
     code, out, err = _invoke("--db", f"postgresql://u:{SECRET}@127.0.0.1:notaport/x", "-v", "init-db")
     assert code in (1, 2)
