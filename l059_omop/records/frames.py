@@ -101,12 +101,13 @@ class FrameWriter:
                 self.persons = {k: v for k, v in self.persons.items() if k in keys}
         return {k: self.persons[k] for k in keys if k in self.persons}
 
-    def _assign(self, table: str, refs: list[Ref], reuse: dict[Ref, int], res: _Outcome) -> list[int]:
-        """Ids for ``refs`` of one table: a replaced row keeps its id, a new one gets its (probed) hash."""
+    def _assign(self, table: str, keys: list[tuple[str, str, str]], reuse: dict[Ref, int],
+                res: _Outcome) -> list[int]:
+        """Ids for rows of ``table`` named by (resource type, source id, row key): a replaced row keeps its
+        id, a new one gets the sink's hash of its key, probed past ids already taken (collisions)."""
         s = self.sink
-        out: list[int | None] = [reuse.get(r) for r in refs]
-        todo = [(i, key_text(s.source_system, r.resource_type, r.source_id, r.row), 0)
-                for i, r in enumerate(refs) if out[i] is None]
+        out: list[int | None] = [reuse.get(Ref(table, *k)) for k in keys] if reuse else [None] * len(keys)
+        todo = [(i, key_text(s.source_system, *k), 0) for i, k in enumerate(keys) if out[i] is None]
         used = {x for x in out if x is not None}
         while todo:
             cands = [(i, text, p, hashed_id(text, p)) for i, text, p in todo]
@@ -187,8 +188,9 @@ class FrameWriter:
             if tr.table != "person":
                 continue
             keep = ~tr.rownums.isin(unchanged).to_numpy()
-            refs = [Ref("person", PATIENT, k) for k in tr.person_keys[keep]]
-            own_person.update(zip(tr.person_keys[keep], self._assign("person", refs, old, res), strict=True))
+            pkeys = tr.person_keys[keep].tolist()
+            own_person.update(zip(pkeys, self._assign("person", [(PATIENT, k, "") for k in pkeys], old, res),
+                                  strict=True))
         known = {**self._person_ids(need - set(own_person)), **own_person}
         missing_rows: dict[int, str] = {}
         for tr in b.outputs:
@@ -213,8 +215,7 @@ class FrameWriter:
             if tr.table == "person":
                 own_ids = [known[k] for k in tr.person_keys[keep]]
             elif tr.table != "death":
-                refs = [Ref(tr.table, rt, b.source_ids[r], tr.output) for r in rown]
-                own_ids = self._assign(tr.table, refs, old, res)
+                own_ids = self._assign(tr.table, [(rt, b.source_ids[r], tr.output) for r in rown], old, res)
             if own_ids is not None:
                 ids_of.update(zip([(tr.output, r) for r in rown], own_ids, strict=True))
             plan.append((tr, keep, own_ids))

@@ -11,9 +11,10 @@ report (read = mapped + quarantined + skipped).
 from __future__ import annotations
 
 import hashlib
-import hmac
 import logging
 import os
+import queue
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +31,7 @@ from l059_omop.etl.report import RunReport
 from l059_omop.etl.sink import Sink
 from l059_omop.records import reader
 from l059_omop.records.frames import Batch, FrameWriter
-from l059_omop.records.mapper import PATIENT, Resolved, codes_needed, map_chunk
+from l059_omop.records.mapper import PATIENT, Resolved, codes_needed, keyed, map_chunk
 from l059_omop.records.spec import MappingSpec, SourceSpec, SpecError, check_header, load_spec
 from l059_omop.vocab import Vocabulary
 
@@ -158,52 +159,112 @@ def load_records(engine: Engine, mapping: str | Path, paths: list[str | Path], *
                 vocabulary=vocab)
     with sink:
         writer = FrameWriter(sink)
-        for inp in inputs:
-            rtype = record_type(inp.source)
-            done = 0
-            for chunk, rownums in reader.chunks(inp, size):
-                sink.count_read(rtype, len(chunk))
-                chunk = chunk.reset_index(drop=True)
-                rownums = rownums.reset_index(drop=True)
-                # undecodable bytes (U+FFFD) -> quarantined, not guessed
-                texts = _row_text(chunk)
-                badenc = np.fromiter((reader.BAD_BYTES in t for t in texts), dtype=bool, count=len(texts))
-                if badenc.any():
-                    for i in np.flatnonzero(badenc):
-                        sink.quarantine(Quarantined(rtype, None, f"{inp.label}:row {rownums.iat[i]}",
-                                                    f"bytes not valid in encoding {inp.source.encoding}: "
-                                                    "row not loaded", None))
-                    keep = ~badenc
-                    chunk = chunk[keep].reset_index(drop=True)
-                    rownums = rownums[keep].reset_index(drop=True)
-                    texts = [t for t, k in zip(texts, keep, strict=False) if k]
-                pairs, _units = codes_needed(inp.source, chunk)
-                if pairs:
-                    for key, m in vocab.resolve_many(pairs).items():
-                        res.concepts[key] = (m.source_concept_id, m.standard_concept_id)
-                result = map_chunk(spec, inp.source, chunk, rownums, inp.label, res)
-                for q in result.quarantine:
-                    sink.quarantine(Quarantined(rtype, None, q.locator, q.reason, q.payload))
-                for rule, n in result.skipped.items():
-                    sink.skip(rtype, rule, n)
-                for k, n in result.unmapped.items():
-                    sink.report.unmapped[k] += n
-                rn = rownums.tolist()
-                content = {r: hashlib.sha256(f"{spec_digest}\x1e{t}".encode()).hexdigest()
-                           for r, t in zip(rn, texts, strict=True)}
-                if rtype == PATIENT:
-                    ids = {r: p for tr in result.outputs if tr.person_keys is not None
-                           for r, p in zip(tr.rownums.tolist(), tr.person_keys.tolist(), strict=True)}
-                else:
-                    ids = _row_key_map(inp.source, chunk, rn, texts, res.pseudonym_key)
-                locators = {r: f"{inp.label}:row {r}" for r in rn}
-                writer.write(Batch(rtype, ids, content, locators, result.outputs))
-                done += len(chunk)
-                if progress:
-                    progress(inp.label, done)
+        pipe = _Pipe()
+        try:
+            for inp in inputs:
+                rtype = record_type(inp.source)
+                done = 0
+                for chunk, rownums in reader.chunks(inp, size):
+                    pipe.submit(_mapped(spec, inp, rtype, chunk, rownums, res, vocab, spec_digest, sink, writer))
+                    done += len(chunk)
+                    if progress:
+                        progress(inp.label, done)
+        except BaseException:
+            pipe.stop()
+            raise
+        pipe.close()
     if len(res.concepts) > 200_000:
         res.concepts.clear()
     return RecordsResult(sink.report, [i.label for i in inputs], [str(p) for p in ignored])
+
+
+def _mapped(spec: MappingSpec, inp: reader.Input, rtype: str, chunk: pd.DataFrame, rownums: pd.Series,
+            res: Resolved, vocab: Vocabulary, spec_digest: str, sink: Sink, writer: FrameWriter) -> Callable[[], None]:
+    """Map one chunk (here, on the caller's thread); return the sink's part of the work, to run in order."""
+    n_read = len(chunk)
+    chunk = chunk.reset_index(drop=True)
+    rownums = rownums.reset_index(drop=True)
+    # undecodable bytes (U+FFFD) -> quarantined, not guessed
+    texts = _row_text(chunk)
+    badenc = np.fromiter((reader.BAD_BYTES in t for t in texts), dtype=bool, count=len(texts))
+    quarantine: list[Quarantined] = []
+    if badenc.any():
+        quarantine += [Quarantined(rtype, None, f"{inp.label}:row {rownums.iat[i]}",
+                                   f"bytes not valid in encoding {inp.source.encoding}: row not loaded", None)
+                       for i in np.flatnonzero(badenc)]
+        keep = ~badenc
+        chunk = chunk[keep].reset_index(drop=True)
+        rownums = rownums[keep].reset_index(drop=True)
+        texts = [t for t, k in zip(texts, keep, strict=True) if k]
+    pairs, _units = codes_needed(inp.source, chunk)
+    if pairs:
+        for key, m in vocab.resolve_many(pairs).items():
+            res.concepts[key] = (m.source_concept_id, m.standard_concept_id)
+    result = map_chunk(spec, inp.source, chunk, rownums, inp.label, res)
+    quarantine += [Quarantined(rtype, None, q.locator, q.reason, q.payload) for q in result.quarantine]
+    rn = rownums.tolist()
+    content = {r: hashlib.sha256(f"{spec_digest}\x1e{t}".encode()).hexdigest() for r, t in zip(rn, texts, strict=True)}
+    if rtype == PATIENT:
+        ids = {r: p for tr in result.outputs if tr.person_keys is not None
+               for r, p in zip(tr.rownums.tolist(), tr.person_keys.tolist(), strict=True)}
+    else:
+        ids = _row_key_map(inp.source, chunk, rn, texts, res.pseudonym_key)
+    batch = Batch(rtype, ids, content, {r: f"{inp.label}:row {r}" for r in rn}, result.outputs)
+
+    def write() -> None:
+        sink.count_read(rtype, n_read)
+        for q in quarantine:
+            sink.quarantine(q)
+        for rule, n in result.skipped.items():
+            sink.skip(rtype, rule, n)
+        for k, n in result.unmapped.items():
+            sink.report.unmapped[k] += n
+        writer.write(batch)
+
+    return write
+
+
+class _Pipe:
+    """Runs the sink's work on one thread, in submission order, while the caller maps the next chunk.
+
+    The databases insert and commit without holding the GIL, so mapping and writing overlap on two cores.
+    At most ``depth`` mapped chunks wait (bounded memory). The first error stops the work and is raised to
+    the caller; everything that touches the sink runs on this thread only.
+    """
+
+    def __init__(self, depth: int = 2) -> None:
+        self._q: queue.Queue = queue.Queue(maxsize=depth)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="l059-records-writer", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            job = self._q.get()
+            if job is None:
+                return
+            if self._error is None:
+                try:
+                    job()
+                except BaseException as exc:  # noqa: BLE001 - handed to the caller
+                    self._error = exc
+
+    def submit(self, job: Callable[[], None]) -> None:
+        if self._error is not None:
+            raise self._error
+        self._q.put(job)
+
+    def stop(self) -> None:
+        """Finish without raising (the caller is already failing)."""
+        self._error = self._error or RuntimeError("stopped")
+        self._q.put(None)
+        self._thread.join()
+
+    def close(self) -> None:
+        self._q.put(None)
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
 
 
 def _row_key_map(source: SourceSpec, chunk: pd.DataFrame, rn: list[int], texts: list[str],
@@ -213,5 +274,6 @@ def _row_key_map(source: SourceSpec, chunk: pd.DataFrame, rn: list[int], texts: 
     if source.key:
         cols = [chunk[c].str.strip().tolist() for c in source.key]
         texts = ["\x1f".join(vals) for vals in zip(*cols, strict=True)]
-    return {r: hmac.new(key, t.encode("utf-8"), hashlib.sha256).hexdigest()[:32]
+    k = keyed(key)
+    return {r: hashlib.blake2b(t.encode("utf-8"), key=k, digest_size=16).hexdigest()
             for r, t in zip(rn, texts, strict=True)}
