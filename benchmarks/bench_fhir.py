@@ -1,0 +1,201 @@
+"""Benchmark: the FHIR loader (issue 4). Resources per second and peak memory for
+(a) JSON parsing alone, (b) parsing + R4B validation (1 process, and both cores), (c) the full load into
+DuckDB and PostgreSQL (``l059-omop load-fhir``, default workers = cores), on the Synthea bundle repeated and
+on synthetic NDJSON (``synth --format fhir --ndjson``).
+
+Targets (issue 4): (c) >= 70 % of (b) on both cores; >= 5,000 resources/s into DuckDB; peak memory < 1 GB
+whatever the input size. Every case runs in a child process; its peak memory is the largest of the child
+and its worker processes (``RUSAGE_CHILDREN`` in the child).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+try:
+    from benchmarks import _util
+except ImportError:  # run as a script from benchmarks/
+    import _util  # type: ignore[no-redef]
+
+SAMPLE = Path("/work/shared/fhir-samples/synthea_r4_bundle")
+if not SAMPLE.is_dir():
+    SAMPLE = _util.REPO.parent / "shared" / "fhir-samples" / "synthea_r4_bundle"
+_UUID = re.compile(r"\b[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b")
+
+
+def _synthea_copies(out: Path, copies: int) -> int:
+    """The Synthea transaction bundle ``copies`` times with fresh uuids (references stay consistent)."""
+    src = next(SAMPLE.glob("*.json")).read_text(encoding="utf-8")
+    n = len(json.loads(src)["entry"])
+    out.mkdir(parents=True, exist_ok=True)
+    for k in range(copies):
+        text = _UUID.sub(lambda m, k=k: f"{k:08x}" + m.group()[8:], src)
+        (out / f"synthea_{k:05d}.json").write_text(text, encoding="utf-8")
+    return n * copies
+
+
+def _synth_ndjson(out: Path, resources: int) -> int:
+    from l059_omop.synth import generate
+
+    patients = max(5, resources // 75)
+    generate(patients, "fhir", out, seed=4, ndjson=True)
+    for extra in ("truth.csv", "truth_meta.json"):
+        (out / extra).unlink(missing_ok=True)
+    return sum(1 for f in out.glob("*.ndjson") for _ in f.open(encoding="utf-8"))
+
+
+# ----------------------------------------------------------------------------- child side
+def _iter_resources(folder: Path):
+    for f in sorted(folder.iterdir()):
+        if f.suffix == ".ndjson":
+            with f.open(encoding="utf-8") as fh:
+                for line in fh:
+                    yield json.loads(line)
+        elif f.suffix == ".json":
+            for e in json.loads(f.read_text(encoding="utf-8")).get("entry", []):
+                yield e["resource"]
+
+
+def _validate_files(files: list[str]) -> int:
+    from fhir.resources.R4B import get_fhir_model_class
+
+    n = 0
+    for res in (r for f in files for r in _iter_resources_file(Path(f))):
+        get_fhir_model_class(res["resourceType"]).model_validate(res)
+        n += 1
+    return n
+
+
+def _iter_resources_file(f: Path):
+    if f.suffix == ".ndjson":
+        with f.open(encoding="utf-8") as fh:
+            for line in fh:
+                yield json.loads(line)
+    else:
+        for e in json.loads(f.read_text(encoding="utf-8")).get("entry", []):
+            yield e["resource"]
+
+
+def _child(case: str, folder: str, db: str | None, workers: int) -> None:
+    import resource
+
+    start = time.perf_counter()
+    folder_p = Path(folder)
+    if case == "parse":
+        n = sum(1 for _ in _iter_resources(folder_p))
+    elif case == "validate":
+        files = sorted(str(f) for f in folder_p.iterdir() if f.suffix in (".json", ".ndjson"))
+        if workers == 1:
+            n = _validate_files(files)
+        else:
+            from concurrent.futures import ProcessPoolExecutor
+
+            # NDJSON files split by line ranges would balance better; files are many and similar here
+            chunks = [files[i::workers * 4] for i in range(workers * 4)]
+            with ProcessPoolExecutor(workers) as ex:
+                n = sum(ex.map(_validate_files, chunks))
+    else:
+        import sqlalchemy as sa
+
+        from l059_omop.etl.fhir.load import load_fhir
+
+        engine = sa.create_engine(db)
+        report = load_fhir(engine, [folder_p], workers=workers)
+        n = report.read
+        engine.dispose()
+    seconds = time.perf_counter() - start
+    # VmHWM, not ru_maxrss: Linux carries ru_maxrss over exec from the (large) benchmark driver
+    own = next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM")) / 1024
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    print(json.dumps({"n": n, "seconds": seconds, "peak_mb": max(own, kids)}))
+
+
+def _run_child(case: str, folder: Path, db: str | None = None, workers: int = 1) -> dict:
+    args = [sys.executable, str(Path(__file__).resolve()), "--child", case, str(folder), db or "-", str(workers)]
+    proc = subprocess.run(args, capture_output=True, text=True, cwd=_util.REPO)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{case} failed: {proc.stderr[-2000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def _init_duckdb(path: Path) -> str:
+    import sqlalchemy as sa
+
+    from l059_omop.db.api import init_db
+
+    url = f"duckdb:///{path}"
+    engine = sa.create_engine(url)
+    init_db(engine)
+    engine.dispose()
+    return url
+
+
+def run(quick: bool) -> list[dict]:
+    workers = min(os.cpu_count() or 1, 8)
+    copies = 10 if quick else 200
+    ndjson_resources = 10_000 if quick else 1_000_000
+    tmp = Path(tempfile.mkdtemp(prefix="bench_fhir_"))
+    rows: list[dict] = []
+    try:
+        inputs = {f"Synthea bundle x{copies}": (tmp / "synthea", _synthea_copies(tmp / "synthea", copies))}
+        nd = tmp / "ndjson"
+        inputs[f"synth NDJSON ~{ndjson_resources:,}"] = (nd, _synth_ndjson(nd, ndjson_resources))
+        pg_reason = _util.pg_available()
+        for label, (folder, n) in inputs.items():
+            load = os.getloadavg()[0]
+            res = {}
+            res["a"] = _run_child("parse", folder)
+            res["b1"] = _run_child("validate", folder, workers=1)
+            res["b"] = _run_child("validate", folder, workers=workers)
+            res["c_duck"] = _run_child("load", folder, _init_duckdb(tmp / f"{folder.name}.duckdb"), workers)
+            if pg_reason is None:
+                with _util.pg_database() as url:
+                    import sqlalchemy as sa
+
+                    from l059_omop.db.api import init_db
+
+                    e = sa.create_engine(url)
+                    init_db(e)
+                    e.dispose()
+                    res["c_pg"] = _run_child("load", folder, url, workers)
+            b_rate = res["b"]["n"] / res["b"]["seconds"]
+            for key, case, target, okf in (
+                    ("a", "(a) JSON parse, 1 process", None, None),
+                    ("b1", "(b) parse + R4B validation, 1 process", None, None),
+                    ("b", f"(b) parse + R4B validation, {workers} processes", None, None),
+                    ("c_duck", f"(c) load-fhir -> DuckDB, {workers} workers",
+                     ">= 5,000/s; >= 70% of (b); < 1 GB",
+                     lambda r: r >= 5000 and r >= 0.7 * b_rate),
+                    ("c_pg", f"(c) load-fhir -> PostgreSQL, {workers} workers", ">= 70% of (b); < 1 GB",
+                     lambda r: r >= 0.7 * b_rate)):
+                if key not in res:
+                    rows.append({"case": f"{label}: {case}", "note": f"skipped: {pg_reason}"})
+                    continue
+                r = res[key]
+                rate = _util.rows_per_s(r["n"], r["seconds"])
+                ok = None if okf is None else bool(okf(rate) and r["peak_mb"] < 1024)
+                note = f"load avg {load:.1f}"
+                if key.startswith("c"):
+                    note += f"; {rate / b_rate:.0%} of (b) on {workers} cores"
+                rows.append({"case": f"{label}: {case}", "rows": r["n"], "seconds": r["seconds"],
+                             "rows_per_s": rate, "peak_mb": r["peak_mb"], "target": target, "ok": ok,
+                             "note": note})
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return rows
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == "--child":
+        _child(sys.argv[2], sys.argv[3], None if sys.argv[4] == "-" else sys.argv[4], int(sys.argv[5]))
+    else:
+        for row in run("--quick" in sys.argv):
+            print(row)
