@@ -1,30 +1,34 @@
 """Figures: Kaplan-Meier curves with the numbers at risk under the axis, and a CONSORT-style attrition
-diagram. matplotlib with the Agg backend (no display), PNG bytes out."""
+diagram. matplotlib's Agg renderer through ``Figure`` objects (no pyplot, so no global backend switch and no
+display), PNG bytes out."""
 
 from __future__ import annotations
 
 import io
 from collections.abc import Sequence
 
-import matplotlib
+import numpy as np
+import pandas as pd
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.patches import FancyBboxPatch
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-from matplotlib.patches import FancyBboxPatch  # noqa: E402
-
-from l059_omop.outcomes.km import DAYS_PER_MONTH, KaplanMeier  # noqa: E402
-from l059_omop.outcomes.suppress import mask_count  # noqa: E402
+from l059_omop.outcomes.km import DAYS_PER_MONTH, KaplanMeier
+from l059_omop.outcomes.suppress import mask_count
 
 _COLOURS = ["#1f4e79", "#c0504d", "#4f8a3c", "#8064a2", "#e08a1e", "#2c9fae", "#7f7f7f", "#b5527a"]
 ENDPOINT_TITLES = {"os": "Overall survival", "pfs": "Progression-free survival"}
 
 
-def _png(fig) -> bytes:
+def _figure(width: float, height: float) -> Figure:
+    fig = Figure(figsize=(width, height))
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _png(fig: Figure) -> bytes:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110)
-    plt.close(fig)
     return buf.getvalue()
 
 
@@ -46,7 +50,7 @@ def km_plot(curves: Sequence[tuple[str, KaplanMeier]], title: str, min_cell_coun
     # fixed sizes in inches: title, axes, x label, then one line per numbers-at-risk row
     top, axes_h, xlab, row_h, bottom = 0.45, 3.4, 0.75, 0.24, 0.25
     height = top + axes_h + xlab + row_h * (rows + 1) + bottom
-    fig = plt.figure(figsize=(8.0, height))
+    fig = _figure(8.0, height)
     ax = fig.add_axes((0.2, 1 - (top + axes_h) / height, 0.75, axes_h / height))
     tmax = max((c.table["time"].max() for _, c in curves if len(c.table)), default=0.0) / DAYS_PER_MONTH
     step = 3 if tmax <= 36 else 6 if tmax <= 72 else 12
@@ -105,7 +109,7 @@ def attrition_diagram(attrition: pd.DataFrame | None, final_n: int, min_cell_cou
     else:
         n_boxes = len(steps) + 1
     height = max(3.0, 0.62 * n_boxes + 0.8)
-    fig = plt.figure(figsize=(9.0, height))
+    fig = _figure(9.0, height)
     ax = fig.add_axes((0, 0, 1, 1))
     ax.set_xlim(0, 10)
     ax.set_ylim(0, n_boxes + 0.5)
