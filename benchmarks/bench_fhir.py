@@ -149,7 +149,7 @@ def run(quick: bool) -> list[dict]:
         nd = tmp / "ndjson"
         inputs[f"synth NDJSON ~{ndjson_resources:,}"] = (nd, _synth_ndjson(nd, ndjson_resources))
         pg_reason = _util.pg_available()
-        for label, (folder, n) in inputs.items():
+        for label, (folder, _n) in inputs.items():
             load = os.getloadavg()[0]
             res = {}
             res["a"] = _run_child("parse", folder)
@@ -173,9 +173,9 @@ def run(quick: bool) -> list[dict]:
                     ("b", f"(b) parse + R4B validation, {workers} processes", None, None),
                     ("c_duck", f"(c) load-fhir -> DuckDB, {workers} workers",
                      ">= 5,000/s; >= 70% of (b); < 1 GB",
-                     lambda r: r >= 5000 and r >= 0.7 * b_rate),
+                     lambda r, b=b_rate: r >= 5000 and r >= 0.7 * b),
                     ("c_pg", f"(c) load-fhir -> PostgreSQL, {workers} workers", ">= 70% of (b); < 1 GB",
-                     lambda r: r >= 0.7 * b_rate)):
+                     lambda r, b=b_rate: r >= 0.7 * b)):
                 if key not in res:
                     rows.append({"case": f"{label}: {case}", "note": f"skipped: {pg_reason}"})
                     continue
