@@ -31,19 +31,16 @@ def command(settings: Settings, package: Path, site: str, out: Path, db: str | N
     if url.startswith("spark://"):
         from l059_omop.network.spark_site import SparkSite
 
-        spark_site = SparkSite.from_url(url)
+        def spark_site():
+            return SparkSite.from_url(url)
     else:
         if db:
             settings.db = db
             settings._engine = None
         engine = settings.engine()
-    try:
-        results, digest = run_package(package, site, out, engine=engine, spark_site=spark_site,
-                                      cdm_schema=settings.cdm_schema, results_schema=settings.results_schema,
-                                      min_cell_count=min_cell_count, expect_sha256=expect_sha256)
-    finally:
-        if spark_site is not None:
-            spark_site.close()
+    results, digest = run_package(package, site, out, engine=engine, spark_site=spark_site,
+                                  cdm_schema=settings.cdm_schema, results_schema=settings.results_schema,
+                                  min_cell_count=min_cell_count, expect_sha256=expect_sha256)
     settings.echo(f"wrote {out} (sha256 of its manifest {digest})")
     for line in summary_lines(results):
         settings.echo(line)

@@ -104,7 +104,8 @@ def kaplan_meier(lt: pd.DataFrame, ci_method: str = "log", alpha: float = 0.05) 
         upper = np.where(var == 0, surv, upper)
     out = lt.copy()
     out["survival"] = surv
-    out["std_err"] = surv * se
+    with np.errstate(invalid="ignore"):
+        out["std_err"] = np.where(surv > 0, surv * se, 0.0)
     out["lower"] = lower
     out["upper"] = upper
     return out

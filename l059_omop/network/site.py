@@ -77,7 +77,8 @@ def results_from(pkg: StudyPackage, site: str, data: SiteData, min_cell_count: i
         "min_cell_count": k,
         "suppression": "on" if k > 1 else "off",
         "km_exact": agg.km_exact,
-        "data_cutoff": analysis.get("data_cutoff") or "site default: latest observation_period_end_date (not reported)",
+        "data_cutoff_source": ("the package's parameters" if analysis.get("data_cutoff")
+                               else "site default: latest observation_period_end_date (not reported)"),
         "parameters": analysis,
         "created_at": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "notes": [*data.notes, *agg.notes],
@@ -103,7 +104,8 @@ def check_before_writing(results: ResultSet, forbidden_ids: list[int]) -> None:
 def run_package(package: Path, site: str, out: Path, engine=None, spark_site=None, cdm_schema: str = "cdm",
                 results_schema: str = "results", min_cell_count: int | None = None,
                 expect_sha256: str | None = None) -> tuple[ResultSet, str]:
-    """Verify the package, run it on ``engine`` (or a Spark site), write aggregate-only ``out``.
+    """Verify the package, run it on ``engine`` (or a Spark site, or a factory of one), write aggregate-only
+    ``out``.
 
     Returns the results and the sha256 of their manifest.
     """
@@ -113,7 +115,12 @@ def run_package(package: Path, site: str, out: Path, engine=None, spark_site=Non
     pkg = verify_package(package, expect_sha256)
     cohort_bridge.check_definition(pkg)
     if spark_site is not None:
-        data = spark_site.extract(pkg.analysis, cdm_schema, results_schema)
+        if callable(spark_site):  # a factory: start Spark only once the package has passed its checks
+            spark_site = spark_site()
+        try:
+            data = spark_site.extract(pkg.analysis, cdm_schema, results_schema)
+        finally:
+            spark_site.close()
     else:
         data = extract_sql_engine(engine, pkg.analysis, cdm_schema, results_schema)
     results, ids = results_from(pkg, site, data, min_cell_count)
