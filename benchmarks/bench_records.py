@@ -65,10 +65,10 @@ def _case(backend: str, url: str, folder: Path, rows: int) -> dict:
                                                      str(folder)))
     rate = _util.rows_per_s(rows, wall)
     row = {"area": "records", "case": f"load-records {backend}", "rows": rows, "seconds": round(wall, 2),
-           "rows_per_s": round(rate), "cpu_s": round(cpu, 2), "rows_per_cpu_s": round(_util.rows_per_s(rows, cpu)),
-           "peak_mb": round(peak), "exit": code}
+           "rows_per_s": round(rate), "peak_mb": round(peak), "cpu_s": round(cpu, 2),
+           "note": f"cpu {cpu:.1f} s = {_util.rows_per_s(rows, cpu):,.0f} rows per cpu-s; exit {code}"}
     if backend in TARGET_ROWS_PER_S:
-        row["target_rows_per_s"] = TARGET_ROWS_PER_S[backend]
+        row["target"] = f">= {TARGET_ROWS_PER_S[backend]:,} rows/s"
         row["ok"] = code == 0 and rate >= TARGET_ROWS_PER_S[backend]
     if code != 0:
         row["error"] = err.strip().splitlines()[-1][:300] if err.strip() else ""
@@ -100,6 +100,7 @@ def run(quick: bool) -> list[dict]:
         if small and big:
             out.append({"area": "records", "case": "memory flat (duckdb peak MB, 200k vs 1M rows)",
                         "rows": big.get("rows"), "peak_mb": big.get("peak_mb"),
+                        "target": f"<= 1.5 x {small.get('peak_mb')} MB + 100",
                         "ok": big.get("peak_mb", 0) <= 1.5 * small.get("peak_mb", 1) + 100})
     return out
 
