@@ -155,3 +155,33 @@ def test_units_are_picklable():
     process_bundle(bundle(patient_resources()), "b.json", None, out)
     again = pickle.loads(pickle.dumps(out))
     assert all(isinstance(u, SourceUnit) for u in again.units) and len(again.units) == len(out.units)
+
+
+def test_reading_is_bounded(tmp_path):
+    """NDJSON is read in chunks and at most ``prefetch`` tasks are in flight: memory does not follow the input."""
+    from l059_omop.etl.fhir import load as load_mod
+
+    path = tmp_path / "Observation.ndjson"
+    path.write_text("".join(f'{{"resourceType": "Basic", "id": "{i}"}}\n' for i in range(5000)), encoding="utf-8")
+    tasks = load_mod.file_tasks(load_mod.collect_files([tmp_path]), None)
+    first = next(tasks)
+    assert first.kind == "ndjson" and len(first.lines) == load_mod.NDJSON_CHUNK  # a generator, not a list
+
+    pulled = []
+
+    def items():
+        for i in range(100):
+            pulled.append(i)
+            yield i
+
+    class Ex:  # an executor whose futures are already done
+        def submit(self, fn, x):
+            from concurrent.futures import Future
+
+            f = Future()
+            f.set_result(fn(x))
+            return f
+
+    it = load_mod.ordered_map(Ex(), lambda x: x * 2, items(), prefetch=3)
+    assert next(it) == 0 and len(pulled) == 3
+    assert list(it)[-1] == 198
