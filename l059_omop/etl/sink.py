@@ -125,6 +125,7 @@ class Sink:
         self._con = self.engine.connect()
         if self.strict:
             self._outer = self._con.begin()
+            self._serialize(self._con)
 
     def _vocab_version(self, con: Connection) -> str | None:
         try:
@@ -186,7 +187,19 @@ class Sink:
             raise RuntimeError("Sink.start() was not called")
         if self._outer is not None:
             return self._NoTx(self._con)
-        return _Begin(self._con)
+        return _Begin(self._con, self._serialize)
+
+    def _serialize(self, con: Connection) -> None:
+        """PostgreSQL: one writing transaction at a time per etl schema (a transaction-level advisory lock).
+
+        Two loaders of overlapping input would otherwise both find a record new and both insert its rows
+        (a duplicate-key failure of one of them), or both recompute one person's observation period; under
+        the lock each batch reads what the other committed and counts it as unchanged.
+        """
+        if self.dialect == "postgresql":
+            key = int.from_bytes(hashlib.sha256(f"l059-omop sink {self.etl}".encode()).digest()[:8], "big",
+                                 signed=True)
+            con.execute(sa.text("select pg_advisory_xact_lock(:k)"), {"k": key})
 
     # ----------------------------------------------------------------- the batch
     def write(self, units: list[SourceUnit], final: bool = False) -> list[SourceUnit]:
@@ -607,11 +620,14 @@ class Sink:
 
 
 class _Begin:
-    def __init__(self, con: Connection) -> None:
+    def __init__(self, con: Connection, on_begin=None) -> None:
         self.con = con
+        self.on_begin = on_begin
 
     def __enter__(self) -> Connection:
         self.tx = self.con.begin()
+        if self.on_begin is not None:
+            self.on_begin(self.con)
         return self.con
 
     def __exit__(self, exc_type, exc, tb) -> bool:
