@@ -1,0 +1,126 @@
+"""Fixtures of the reliability tests: init-db'ed databases made fast, synthetic inputs made once, table
+checksums, and the CLI run as a real subprocess (the way a site runs it, so a kill is a real kill).
+
+A DuckDB database is a copy of one init-db'ed template file; a PostgreSQL database is ``create database ...
+template`` of one init-db'ed template database (both ~0.5 s instead of ~5 s of init-db per test).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from l059_omop.db.api import init_db
+
+PG_ADMIN_URL = os.environ.get("L059_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+
+
+# ----------------------------------------------------------------- databases
+@pytest.fixture(scope="session")
+def duckdb_template(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("tpl") / "template.duckdb"
+    engine = sa.create_engine(f"duckdb:///{path}")
+    init_db(engine)
+    engine.dispose()
+    return path
+
+
+@pytest.fixture
+def duck_cdm_url(duckdb_url, duckdb_template) -> str:
+    """The shared ``duckdb_url`` fixture's file, made by init-db (a copy of the template)."""
+    shutil.copyfile(duckdb_template, duckdb_url.removeprefix("duckdb:///"))
+    return duckdb_url
+
+
+def _admin():
+    engine = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as con:
+            con.execute(sa.text("select 1"))
+    except Exception as exc:  # noqa: BLE001
+        engine.dispose()
+        reason = f"PostgreSQL not reachable at {PG_ADMIN_URL.split('@')[-1]}: {type(exc).__name__}"
+        if os.environ.get("L059_REQUIRE_PG") == "1":
+            pytest.fail(reason + " (L059_REQUIRE_PG=1)")
+        pytest.skip(reason)
+    return engine
+
+
+def _pg_url(name: str) -> str:
+    return sa.engine.make_url(PG_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
+
+
+def _drop(admin, name: str) -> None:
+    with admin.connect() as con:
+        con.execute(sa.text("select pg_terminate_backend(pid) from pg_stat_activity "
+                            "where datname = :n and pid <> pg_backend_pid()"), {"n": name})
+        con.execute(sa.text(f'drop database if exists "{name}"'))
+
+
+@pytest.fixture(scope="session")
+def pg_template():
+    admin = _admin()
+    name = f"l059_reltpl_{uuid.uuid4().hex[:10]}"
+    with admin.connect() as con:
+        con.execute(sa.text(f'create database "{name}"'))
+    engine = sa.create_engine(_pg_url(name))
+    init_db(engine)
+    engine.dispose()
+    try:
+        yield name
+    finally:
+        _drop(admin, name)
+        admin.dispose()
+
+
+@pytest.fixture
+def pg_cdm_factory(pg_template):
+    """make() -> URL of a new init-db'ed PostgreSQL database (dropped after the test)."""
+    admin = _admin()
+    made: list[str] = []
+
+    def make() -> str:
+        name = f"l059_rel_{uuid.uuid4().hex[:12]}"
+        with admin.connect() as con:
+            con.execute(sa.text(f'create database "{name}" template "{pg_template}"'))
+        made.append(name)
+        return _pg_url(name)
+
+    try:
+        yield make
+    finally:
+        for name in made:
+            _drop(admin, name)
+        admin.dispose()
+
+
+@pytest.fixture
+def pg_cdm_url(pg_cdm_factory) -> str:
+    return pg_cdm_factory()
+
+
+# ----------------------------------------------------------------- inputs
+@pytest.fixture(scope="session")
+def synth_fhir(tmp_path_factory) -> Path:
+    """20 synthetic patients as FHIR Bundles (one file per patient)."""
+    from l059_omop.synth import generate
+
+    out = tmp_path_factory.mktemp("synth") / "fhir"
+    generate(20, "fhir", out, 7)
+    return out
+
+
+@pytest.fixture(scope="session")
+def synth_records(tmp_path_factory) -> Path:
+    from l059_omop.synth import generate
+
+    out = tmp_path_factory.mktemp("synth") / "records"
+    generate(8, "records", out, 7)
+    return out
+
+
