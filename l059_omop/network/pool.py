@@ -214,14 +214,12 @@ def _png(fig) -> bytes:
 
 def _figures(site_km: pd.DataFrame, pooled_km: pd.DataFrame, hrs: pd.DataFrame, meta_df: pd.DataFrame
              ) -> dict[str, bytes]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # no pyplot: no global backend switch, nothing left open
 
     figs: dict[str, bytes] = {}
     for ep in sorted(set(pooled_km["endpoint"])):
-        fig, ax = plt.subplots(figsize=(7, 4.5))
+        fig = Figure(figsize=(7, 4.5))
+        ax = fig.subplots()
         for site, g in site_km[(site_km["endpoint"] == ep) & (site_km["subgroup"] == "all")].groupby("site"):
             ax.step(np.r_[0, g["time"] / 30.4375], np.r_[1, g["survival"]], where="post", lw=1, alpha=0.8,
                     label=f"{site} (n={int(g['at_risk'].iloc[0])})")
@@ -238,7 +236,6 @@ def _figures(site_km: pd.DataFrame, pooled_km: pd.DataFrame, hrs: pd.DataFrame, 
         ax.set_title(f"{ep.upper()}: sites and pooled Kaplan-Meier")
         ax.legend(fontsize=8)
         figs[f"km_{ep}.png"] = _png(fig)
-        plt.close(fig)
     for ep in sorted(set(hrs["endpoint"])):
         g = hrs[hrs["endpoint"] == ep]
         m = meta_df[meta_df["endpoint"] == ep] if len(meta_df) else meta_df
@@ -254,7 +251,8 @@ def _figures(site_km: pd.DataFrame, pooled_km: pd.DataFrame, hrs: pd.DataFrame, 
                     labels.append(f"{term}: {name}")
                     est.append(r[f"{which}_hr"]), lo.append(r[f"{which}_lower"]), hi.append(r[f"{which}_upper"])
                     kinds.append(which)
-        fig, ax = plt.subplots(figsize=(7, 0.35 * len(labels) + 1.2))
+        fig = Figure(figsize=(7, 0.35 * len(labels) + 1.2))
+        ax = fig.subplots()
         y = np.arange(len(labels))[::-1]
         for yi, e, a, b, k in zip(y, est, lo, hi, kinds, strict=True):
             ax.plot([a, b], [yi, yi], color="black" if k != "site" else "tab:blue", lw=1.5)
@@ -266,7 +264,6 @@ def _figures(site_km: pd.DataFrame, pooled_km: pd.DataFrame, hrs: pd.DataFrame, 
         ax.set_xlabel("hazard ratio (95% CI, log scale)")
         ax.set_title(f"{ep.upper()}: Cox hazard ratios by site, fixed and random effects")
         figs[f"forest_{ep}.png"] = _png(fig)
-        plt.close(fig)
     return figs
 
 
