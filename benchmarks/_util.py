@@ -30,6 +30,7 @@ class ChildResult:
     peak_mb: float
     stdout: str
     stderr: str
+    cpu_seconds: float = 0.0  # the child's user + system CPU time (not a database server's)
 
 
 def run_child(args: list[str], env: dict[str, str] | None = None) -> ChildResult:
@@ -44,7 +45,8 @@ def run_child(args: list[str], env: dict[str, str] | None = None) -> ChildResult
         proc.returncode = os.waitstatus_to_exitcode(status)
         out.seek(0)
         err.seek(0)
-        return ChildResult(proc.returncode, seconds, usage.ru_maxrss / 1024.0, out.read(), err.read())
+        return ChildResult(proc.returncode, seconds, usage.ru_maxrss / 1024.0, out.read(), err.read(),
+                           usage.ru_utime + usage.ru_stime)
 
 
 def cli_args(*args: str) -> list[str]:
