@@ -150,3 +150,32 @@ def test_explicit_file_matching_no_source(tmp_path, rec_duckdb):
     stray.write_text("a,b\n1,2\n")
     with pytest.raises(BadInput, match="matches no source"):
         load_records(engine, spec_copy(tmp_path), [stray])
+
+
+def test_changed_row_is_replaced_with_the_same_id(rec_engine, tmp_path):
+    spec = spec_copy(tmp_path)
+    folder = extracts.write(tmp_path / "x")
+    load_records(rec_engine, spec, [folder])
+    q = sa.text("select measurement_id, value_as_number from cdm.measurement where measurement_concept_id = 3022217")
+    with rec_engine.connect() as con:
+        (mid, value), = con.execute(q).all()
+    assert float(value) == 1.05
+    path = folder / "lab_results.csv"
+    path.write_text(path.read_text(encoding="utf-8-sig").replace(",1.05,", ",1.6,"), encoding="utf-8-sig")
+    rep = load_records(rec_engine, spec, [folder]).report
+    t = rep.types["lab_results"]
+    assert (t.mapped, t.unchanged) == (4, 3) and rep.rows_deleted["measurement"] == 1
+    with rec_engine.connect() as con:
+        assert [(i, float(v)) for i, v in con.execute(q).all()] == [(mid, 1.6)]
+    assert counts(rec_engine)["measurement"] == extracts.EXPECTED["measurement"]
+
+
+def test_strict_writes_nothing(rec_duckdb, tmp_path):
+    from l059_omop.etl.sink import StrictQuarantine
+
+    folder = extracts.write(tmp_path / "x", broken=True)
+    with pytest.raises(StrictQuarantine, match="nothing was written"):
+        load_records(rec_duckdb, spec_copy(tmp_path), [folder], strict=True)
+    assert sum(counts(rec_duckdb).values()) == 0
+    with rec_duckdb.connect() as con:
+        assert con.execute(sa.text("select status from etl.load_run")).scalar_one() == "failed-strict"
