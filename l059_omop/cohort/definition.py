@@ -171,40 +171,55 @@ def _sql_text(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
-def _selector_predicate(sel: Selector, alias: str) -> str:
-    if sel.ingredient_name:
-        return (f"(LOWER({alias}.concept_name) = {_sql_text(sel.ingredient_name.lower())} "
-                f"AND {alias}.concept_class_id = 'Ingredient' AND {alias}.domain_id = 'Drug')")
-    return (f"({alias}.vocabulary_id = {_sql_text(str(sel.vocabulary_id))} "
-            f"AND {alias}.concept_code = {_sql_text(str(sel.concept_code))})")
-
-
-def _selection_sql(items: list[Selector]) -> str:
-    """Concept ids selected by ``items`` (themselves, plus descendants where asked)."""
-    parts = ["SELECT c.concept_id FROM @vocabulary_database_schema.concept c WHERE "
-             + " OR ".join(_selector_predicate(s, "c") for s in items)]
-    desc = [s for s in items if s.descendants]
-    if desc:
-        parts.append("SELECT ca.descendant_concept_id FROM @vocabulary_database_schema.concept c "
-                     "JOIN @vocabulary_database_schema.concept_ancestor ca ON ca.ancestor_concept_id = c.concept_id "
-                     "WHERE " + " OR ".join(_selector_predicate(s, "c") for s in desc))
-    return " UNION ".join(parts)
+def _selector_row(cs_id: int, sel: Selector, first: bool) -> str:
+    def txt(v: str | None) -> str:
+        lit = "NULL" if v is None else _sql_text(v)
+        return f"CAST({lit} AS VARCHAR(255))" if first else lit
+    cols = [str(cs_id), txt(sel.vocabulary_id if not sel.ingredient_name else None),
+            txt(sel.concept_code if not sel.ingredient_name else None),
+            txt(sel.ingredient_name.lower() if sel.ingredient_name else None),
+            "1" if sel.descendants else "0", "1" if sel.exclude else "0"]
+    if first:
+        names = ["codeset_id", "vocabulary_id", "concept_code", "ingredient_name", "descendants", "excluded"]
+        cols = [f"{c} AS {n}" for c, n in zip(cols, names, strict=True)]
+    return "SELECT " + ", ".join(cols)
 
 
 def codeset_sql() -> str:
-    """INSERTs that materialise every concept set into the run's codeset table from the loaded vocabulary
-    (selectors by vocabulary and code, never concept ids)."""
-    stmts = []
+    """One INSERT that materialises every concept set into the run's codeset table from the loaded
+    vocabulary: the selectors (vocabulary and code, or ingredient name; never concept ids) as a constant
+    table, joined once to concept and concept_ancestor. One flat statement, because engines with a
+    per-statement or per-branch cost (Spark) pay for each."""
+    rows = []
     for cs in concept_sets():
-        inc = [s for s in cs.items if not s.exclude]
-        exc = [s for s in cs.items if s.exclude]
-        sql = (f"-- concept set {cs.id}: {cs.name}\n"
-               f"INSERT INTO @scratch_database_schema.@codeset_table (codeset_id, concept_id)\n"
-               f"SELECT DISTINCT {cs.id}, i.concept_id FROM ({_selection_sql(inc)}) i")
-        if exc:
-            sql += f"\nWHERE i.concept_id NOT IN ({_selection_sql(exc)})"
-        stmts.append(sql + ";")
-    return "\n".join(stmts) + "\n"
+        for sel in cs.items:
+            rows.append(_selector_row(cs.id, sel, not rows))
+    selectors = "\n  UNION ALL ".join(rows)
+    return f"""INSERT INTO @scratch_database_schema.@codeset_table (codeset_id, concept_id)
+WITH selector AS (
+  {selectors}
+), matched AS (
+  SELECT s.codeset_id, s.descendants, s.excluded, c.concept_id
+  FROM selector s
+  JOIN @vocabulary_database_schema.concept c ON c.vocabulary_id = s.vocabulary_id AND c.concept_code = s.concept_code
+  UNION ALL
+  SELECT s.codeset_id, s.descendants, s.excluded, c.concept_id
+  FROM selector s
+  JOIN @vocabulary_database_schema.concept c ON LOWER(c.concept_name) = s.ingredient_name
+    AND c.concept_class_id = 'Ingredient' AND c.domain_id = 'Drug'
+), expanded AS (
+  SELECT codeset_id, excluded, concept_id FROM matched
+  UNION ALL
+  SELECT m.codeset_id, m.excluded, ca.descendant_concept_id
+  FROM matched m
+  JOIN @vocabulary_database_schema.concept_ancestor ca ON ca.ancestor_concept_id = m.concept_id
+  WHERE m.descendants = 1
+)
+SELECT DISTINCT i.codeset_id, i.concept_id
+FROM expanded i
+LEFT JOIN expanded x ON x.codeset_id = i.codeset_id AND x.concept_id = i.concept_id AND x.excluded = 1
+WHERE i.excluded = 0 AND x.concept_id IS NULL;
+"""
 
 
 def inclusion_names_sql(params: Mapping[str, object]) -> str:
@@ -226,7 +241,7 @@ def _sql_literal(text: str) -> str:
 
 # --- the script ---------------------------------------------------------------------------------------------
 
-SCRATCH_TABLES = ("codeset", "entry", "events", "qualified", "inclusion", "mask")
+SCRATCH_TABLES = ("codeset", "entry", "events", "qualified", "inclusion", "cycle", "mask")
 
 
 def scratch_names(prefix: str) -> dict[str, str]:
@@ -239,24 +254,24 @@ class Step:
     sql: str    # OHDSI SQL (SQL Server flavour with @parameters)
 
 
-def _read(name: str) -> str:
+def read_step(name: str) -> str:
     return sql_path(*SQL_FOLDER, name).read_text(encoding="utf-8")
 
 
 def steps(params: Mapping[str, object] | None = None) -> list[Step]:
     """The build in order, as OHDSI SQL; the last step drops the scratch tables."""
     params = validate_parameters(params)
-    out = [Step("00_scratch_tables.sql", _read("00_scratch_tables.sql")),
+    out = [Step("00_scratch_tables.sql", read_step("00_scratch_tables.sql")),
            Step("01_codesets (generated from mappings/concept_sets)", codeset_sql()),
-           Step("02_entry_events.sql", _read("02_entry_events.sql")),
-           Step("03_cohort_events.sql", _read("03_cohort_events.sql")),
-           Step("04_index_dates.sql", _read("04_index_dates.sql"))]
-    out += [Step(r.file, _read(r.file)) for r in rules()]
-    out += [Step("80_inclusion_masks.sql", _read("80_inclusion_masks.sql")),
+           Step("02_entry_events.sql", read_step("02_entry_events.sql")),
+           Step("03_cohort_events.sql", read_step("03_cohort_events.sql")),
+           Step("04_index_dates.sql", read_step("04_index_dates.sql"))]
+    out += [Step(r.file, read_step(r.file)) for r in rules()]
+    out += [Step("80_inclusion_masks.sql", read_step("80_inclusion_masks.sql")),
             Step("85_inclusion_names (generated from the rule headers)", inclusion_names_sql(params)),
-            Step("90_cohort_rows.sql", _read("90_cohort_rows.sql")),
-            Step("91_inclusion_stats.sql", _read("91_inclusion_stats.sql")),
-            Step("99_drop_scratch_tables.sql", _read("99_drop_scratch_tables.sql"))]
+            Step("90_cohort_rows.sql", read_step("90_cohort_rows.sql")),
+            Step("91_inclusion_stats.sql", read_step("91_inclusion_stats.sql")),
+            Step("99_drop_scratch_tables.sql", read_step("99_drop_scratch_tables.sql"))]
     return out
 
 

@@ -76,3 +76,25 @@ def test_render_sql_cli(tmp_path):
     assert (tmp_path / "l059_cohort_snowflake.sql").read_text() == d.render_cohort_sql("snowflake")
     res = CliRunner().invoke(main, ["render-sql", "--dialect", "nosuch"])
     assert res.exit_code == 2
+
+
+def test_codeset_sql_equals_python_resolution(tmp_path):
+    """The SQL materialisation of the concept sets equals l059_omop.vocab.concept_sets.resolve."""
+    import sqlalchemy as sa
+
+    from l059_omop.db.api import init_db
+    from l059_omop.sqlrender import render, translate_script
+    from l059_omop.vocab.concept_sets import resolve
+
+    engine = sa.create_engine(f"duckdb:///{tmp_path / 'v.duckdb'}")
+    init_db(engine)
+    values = d.render_values(prefix="l059_t_")
+    with engine.begin() as con:
+        for s in translate_script(render(d.read_step("00_scratch_tables.sql") + d.codeset_sql(), values), "duckdb"):
+            con.exec_driver_sql(s)
+        got: dict[int, set[int]] = {}
+        for cs_id, cid in con.exec_driver_sql("select codeset_id, concept_id from results.l059_t_codeset"):
+            got.setdefault(int(cs_id), set()).add(int(cid))
+        for cs in d.concept_sets():
+            assert got.get(cs.id, set()) == resolve(con, "cdm", cs), cs.name
+    assert got[1] == {2000000001, 2000000002, 2000000003, 2000000004}

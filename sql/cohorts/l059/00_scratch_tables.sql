@@ -1,4 +1,4 @@
--- Scratch tables of one run, named with the run's prefix (@codeset_table ... @mask_table) in
+-- Scratch tables of one run, named with the run's prefix (@codeset_table, @entry_table, ...) in
 -- @scratch_database_schema. No #temp tables: cloud engines would have to emulate them. The caller drops
 -- them at the end of the run, also when it fails (99_drop_scratch_tables.sql).
 CREATE TABLE @scratch_database_schema.@codeset_table (
@@ -34,6 +34,11 @@ CREATE TABLE @scratch_database_schema.@qualified_table (
 CREATE TABLE @scratch_database_schema.@inclusion_table (
   rule_id INT NOT NULL,
   person_id BIGINT NOT NULL
+);
+CREATE TABLE @scratch_database_schema.@cycle_table (
+  person_id BIGINT NOT NULL,
+  cycle_number INT NOT NULL,
+  cycle_date DATE NOT NULL
 );
 CREATE TABLE @scratch_database_schema.@mask_table (
   person_id BIGINT NOT NULL,

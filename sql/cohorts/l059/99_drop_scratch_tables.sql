@@ -4,4 +4,5 @@ DROP TABLE IF EXISTS @scratch_database_schema.@entry_table;
 DROP TABLE IF EXISTS @scratch_database_schema.@events_table;
 DROP TABLE IF EXISTS @scratch_database_schema.@qualified_table;
 DROP TABLE IF EXISTS @scratch_database_schema.@inclusion_table;
+DROP TABLE IF EXISTS @scratch_database_schema.@cycle_table;
 DROP TABLE IF EXISTS @scratch_database_schema.@mask_table;

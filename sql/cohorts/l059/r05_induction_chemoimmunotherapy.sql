@@ -2,47 +2,87 @@
 -- criterion: incl. 5
 -- name: 4-6 cycles of induction chemoimmunotherapy
 -- description: between induction start and the day before index: @min_cycles-@max_cycles platinum cycles (administration dates; a date counts as a new cycle when >= @cycle_gap_days days after the previous counted one), at least one etoposide and at least one PD-(L)1 administration.
--- Cycles are counted by following "the next administration >= @cycle_gap_days days after this one" from the
--- first administration, step by step (no recursive SQL: Spark and several engines lack it); ten steps
--- distinguish up to 10 cycles, so @max_cycles may be at most 9.
-WITH admin AS (
-  SELECT DISTINCT ev.person_id, ev.start_date AS d
-  FROM @scratch_database_schema.@events_table ev
-  JOIN @scratch_database_schema.@qualified_table q ON q.person_id = ev.person_id
-  WHERE ev.codeset_id = 5 AND ev.start_date >= q.induction_start AND ev.start_date < q.index_date
-), nxt AS (
-  SELECT a.person_id, a.d, MIN(b.d) AS next_d
-  FROM admin a
-  JOIN admin b ON b.person_id = a.person_id AND b.d >= DATEADD(day, @cycle_gap_days, a.d)
-  GROUP BY a.person_id, a.d
-), c1 AS (
-  SELECT person_id, MIN(d) AS d FROM admin GROUP BY person_id
-), c2 AS (
-  SELECT c.person_id, n.next_d AS d FROM c1 c JOIN nxt n ON n.person_id = c.person_id AND n.d = c.d
-), c3 AS (
-  SELECT c.person_id, n.next_d AS d FROM c2 c JOIN nxt n ON n.person_id = c.person_id AND n.d = c.d
-), c4 AS (
-  SELECT c.person_id, n.next_d AS d FROM c3 c JOIN nxt n ON n.person_id = c.person_id AND n.d = c.d
-), c5 AS (
-  SELECT c.person_id, n.next_d AS d FROM c4 c JOIN nxt n ON n.person_id = c.person_id AND n.d = c.d
-), c6 AS (
-  SELECT c.person_id, n.next_d AS d FROM c5 c JOIN nxt n ON n.person_id = c.person_id AND n.d = c.d
-), c7 AS (
-  SELECT c.person_id, n.next_d AS d FROM c6 c JOIN nxt n ON n.person_id = c.person_id AND n.d = c.d
-), c8 AS (
-  SELECT c.person_id, n.next_d AS d FROM c7 c JOIN nxt n ON n.person_id = c.person_id AND n.d = c.d
-), c9 AS (
-  SELECT c.person_id, n.next_d AS d FROM c8 c JOIN nxt n ON n.person_id = c.person_id AND n.d = c.d
-), c10 AS (
-  SELECT c.person_id, n.next_d AS d FROM c9 c JOIN nxt n ON n.person_id = c.person_id AND n.d = c.d
-), cycles AS (
+-- Cycles are counted step by step in the run's cycle table: step 0 holds the administration dates, step k+1
+-- the first date >= @cycle_gap_days days after step k's (no recursive SQL: Spark and several engines lack
+-- it; one small INSERT per step keeps every engine's plan flat). Ten steps distinguish up to 10 cycles, so
+-- @max_cycles may be at most 9.
+INSERT INTO @scratch_database_schema.@cycle_table (person_id, cycle_number, cycle_date)
+SELECT DISTINCT ev.person_id, 0, ev.start_date
+FROM @scratch_database_schema.@events_table ev
+JOIN @scratch_database_schema.@qualified_table q ON q.person_id = ev.person_id
+WHERE ev.codeset_id = 5 AND ev.start_date >= q.induction_start AND ev.start_date < q.index_date;
+INSERT INTO @scratch_database_schema.@cycle_table (person_id, cycle_number, cycle_date)
+SELECT person_id, 1, MIN(cycle_date)
+FROM @scratch_database_schema.@cycle_table
+WHERE cycle_number = 0
+GROUP BY person_id;
+INSERT INTO @scratch_database_schema.@cycle_table (person_id, cycle_number, cycle_date)
+SELECT c.person_id, 2, MIN(a.cycle_date)
+FROM @scratch_database_schema.@cycle_table c
+JOIN @scratch_database_schema.@cycle_table a
+  ON a.person_id = c.person_id AND a.cycle_number = 0 AND a.cycle_date >= DATEADD(day, @cycle_gap_days, c.cycle_date)
+WHERE c.cycle_number = 1
+GROUP BY c.person_id;
+INSERT INTO @scratch_database_schema.@cycle_table (person_id, cycle_number, cycle_date)
+SELECT c.person_id, 3, MIN(a.cycle_date)
+FROM @scratch_database_schema.@cycle_table c
+JOIN @scratch_database_schema.@cycle_table a
+  ON a.person_id = c.person_id AND a.cycle_number = 0 AND a.cycle_date >= DATEADD(day, @cycle_gap_days, c.cycle_date)
+WHERE c.cycle_number = 2
+GROUP BY c.person_id;
+INSERT INTO @scratch_database_schema.@cycle_table (person_id, cycle_number, cycle_date)
+SELECT c.person_id, 4, MIN(a.cycle_date)
+FROM @scratch_database_schema.@cycle_table c
+JOIN @scratch_database_schema.@cycle_table a
+  ON a.person_id = c.person_id AND a.cycle_number = 0 AND a.cycle_date >= DATEADD(day, @cycle_gap_days, c.cycle_date)
+WHERE c.cycle_number = 3
+GROUP BY c.person_id;
+INSERT INTO @scratch_database_schema.@cycle_table (person_id, cycle_number, cycle_date)
+SELECT c.person_id, 5, MIN(a.cycle_date)
+FROM @scratch_database_schema.@cycle_table c
+JOIN @scratch_database_schema.@cycle_table a
+  ON a.person_id = c.person_id AND a.cycle_number = 0 AND a.cycle_date >= DATEADD(day, @cycle_gap_days, c.cycle_date)
+WHERE c.cycle_number = 4
+GROUP BY c.person_id;
+INSERT INTO @scratch_database_schema.@cycle_table (person_id, cycle_number, cycle_date)
+SELECT c.person_id, 6, MIN(a.cycle_date)
+FROM @scratch_database_schema.@cycle_table c
+JOIN @scratch_database_schema.@cycle_table a
+  ON a.person_id = c.person_id AND a.cycle_number = 0 AND a.cycle_date >= DATEADD(day, @cycle_gap_days, c.cycle_date)
+WHERE c.cycle_number = 5
+GROUP BY c.person_id;
+INSERT INTO @scratch_database_schema.@cycle_table (person_id, cycle_number, cycle_date)
+SELECT c.person_id, 7, MIN(a.cycle_date)
+FROM @scratch_database_schema.@cycle_table c
+JOIN @scratch_database_schema.@cycle_table a
+  ON a.person_id = c.person_id AND a.cycle_number = 0 AND a.cycle_date >= DATEADD(day, @cycle_gap_days, c.cycle_date)
+WHERE c.cycle_number = 6
+GROUP BY c.person_id;
+INSERT INTO @scratch_database_schema.@cycle_table (person_id, cycle_number, cycle_date)
+SELECT c.person_id, 8, MIN(a.cycle_date)
+FROM @scratch_database_schema.@cycle_table c
+JOIN @scratch_database_schema.@cycle_table a
+  ON a.person_id = c.person_id AND a.cycle_number = 0 AND a.cycle_date >= DATEADD(day, @cycle_gap_days, c.cycle_date)
+WHERE c.cycle_number = 7
+GROUP BY c.person_id;
+INSERT INTO @scratch_database_schema.@cycle_table (person_id, cycle_number, cycle_date)
+SELECT c.person_id, 9, MIN(a.cycle_date)
+FROM @scratch_database_schema.@cycle_table c
+JOIN @scratch_database_schema.@cycle_table a
+  ON a.person_id = c.person_id AND a.cycle_number = 0 AND a.cycle_date >= DATEADD(day, @cycle_gap_days, c.cycle_date)
+WHERE c.cycle_number = 8
+GROUP BY c.person_id;
+INSERT INTO @scratch_database_schema.@cycle_table (person_id, cycle_number, cycle_date)
+SELECT c.person_id, 10, MIN(a.cycle_date)
+FROM @scratch_database_schema.@cycle_table c
+JOIN @scratch_database_schema.@cycle_table a
+  ON a.person_id = c.person_id AND a.cycle_number = 0 AND a.cycle_date >= DATEADD(day, @cycle_gap_days, c.cycle_date)
+WHERE c.cycle_number = 9
+GROUP BY c.person_id;
+WITH cycles AS (
   SELECT person_id, COUNT(*) AS n_cycles
-  FROM (
-    SELECT person_id FROM c1 UNION ALL SELECT person_id FROM c2 UNION ALL SELECT person_id FROM c3
-    UNION ALL SELECT person_id FROM c4 UNION ALL SELECT person_id FROM c5 UNION ALL SELECT person_id FROM c6
-    UNION ALL SELECT person_id FROM c7 UNION ALL SELECT person_id FROM c8 UNION ALL SELECT person_id FROM c9
-    UNION ALL SELECT person_id FROM c10
-  ) counted
+  FROM @scratch_database_schema.@cycle_table
+  WHERE cycle_number > 0
   GROUP BY person_id
 ), partners AS (
   SELECT ev.person_id,

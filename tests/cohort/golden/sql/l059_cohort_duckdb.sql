@@ -1,5 +1,5 @@
 -- ALTER-L059: ES-SCLC, anlotinib + PD-(L)1 maintenance after chemoimmunotherapy
--- l059-omop 0.1.0; dialect duckdb; definition sha256 c86eaeab7569f8cb6cff2aa45fc7ec120b40de9111e6380eb41df933546c32b1
+-- l059-omop 0.1.0; dialect duckdb; definition sha256 4ccede0156212babfa7939f636977b15c28266233f25d2d6b2d22c749a6be3ed
 -- parameters: {"autoimmune_lookback_days": 730, "bleeding_lookback_days": 180, "coagulation_lab_days": 30, "cycle_gap_days": 14, "default_aptt_uln": 40, "ecog_lookback_days": 42, "era_gap_days": 30, "induction_lookback_days": 14, "lesion_lookback_days": 42, "ls_free_interval_days": 183, "max_aptt_ratio": 1.5, "max_cycles": 6, "max_ecog": 2, "max_inr": 1.5, "min_age": 18, "min_anlotinib_days": 42, "min_cycles": 4, "min_lesion_mm": 10, "pd1_after_days": 28, "pd1_before_days": 7, "study_end": "2024-12-31", "study_start": "2022-01-01"}
 
 -- 00_scratch_tables.sql
@@ -37,6 +37,11 @@ CREATE TABLE results.l059_inclusion (
   rule_id INT NOT NULL,
   person_id BIGINT NOT NULL
 );
+CREATE TABLE results.l059_cycle (
+  person_id BIGINT NOT NULL,
+  cycle_number INT NOT NULL,
+  cycle_date DATE NOT NULL
+);
 CREATE TABLE results.l059_mask (
   person_id BIGINT NOT NULL,
   inclusion_rule_mask BIGINT NOT NULL
@@ -47,899 +52,763 @@ INSERT INTO results.l059_codeset (
   codeset_id,
   concept_id
 )
-SELECT DISTINCT
-  1,
-  i.concept_id
-FROM (
+WITH selector AS (
   SELECT
+    1 AS codeset_id,
+    CAST('L059' AS TEXT(255)) AS vocabulary_id,
+    CAST('ANLOTINIB' AS TEXT(255)) AS concept_code,
+    CAST(NULL AS TEXT(255)) AS ingredient_name,
+    1 AS descendants,
+    0 AS excluded
+  UNION ALL
+  SELECT
+    1,
+    NULL,
+    NULL,
+    'anlotinib',
+    1,
+    0
+  UNION ALL
+  SELECT
+    2,
+    'SNOMED',
+    '254632001',
+    NULL,
+    1,
+    0
+  UNION ALL
+  SELECT
+    2,
+    'ICDO3',
+    '8041/3-C34.0',
+    NULL,
+    1,
+    0
+  UNION ALL
+  SELECT
+    2,
+    'ICDO3',
+    '8041/3-C34.1',
+    NULL,
+    1,
+    0
+  UNION ALL
+  SELECT
+    2,
+    'ICDO3',
+    '8041/3-C34.2',
+    NULL,
+    1,
+    0
+  UNION ALL
+  SELECT
+    2,
+    'ICDO3',
+    '8041/3-C34.3',
+    NULL,
+    1,
+    0
+  UNION ALL
+  SELECT
+    2,
+    'ICDO3',
+    '8041/3-C34.8',
+    NULL,
+    1,
+    0
+  UNION ALL
+  SELECT
+    3,
+    'L059',
+    'VALG-ES',
+    NULL,
+    1,
+    0
+  UNION ALL
+  SELECT
+    3,
+    'Cancer Modifier',
+    'Stage-4',
+    NULL,
+    1,
+    0
+  UNION ALL
+  SELECT
+    3,
+    'Cancer Modifier',
+    'AJCC/UICC-M1',
+    NULL,
+    1,
+    0
+  UNION ALL
+  SELECT
+    3,
+    'Cancer Modifier',
+    'OMOP4998856',
+    NULL,
+    1,
+    0
+  UNION ALL
+  SELECT
+    3,
+    'Cancer Modifier',
+    'OMOP4999962',
+    NULL,
+    1,
+    0
+  UNION ALL
+  SELECT
+    3,
+    'Cancer Modifier',
+    'OMOP4998978',
+    NULL,
+    1,
+    0
+  UNION ALL
+  SELECT
+    3,
+    'Cancer Modifier',
+    'OMOP5000224',
+    NULL,
+    1,
+    0
+  UNION ALL
+  SELECT
+    3,
+    'Cancer Modifier',
+    'OMOP5031479',
+    NULL,
+    1,
+    0
+  UNION ALL
+  SELECT
+    3,
+    'SNOMED',
+    '67841000119103',
+    NULL,
+    1,
+    0
+  UNION ALL
+  SELECT
+    4,
+    'L059',
+    'VALG-LS',
+    NULL,
+    1,
+    0
+  UNION ALL
+  SELECT
+    4,
+    'Cancer Modifier',
+    'Stage-1',
+    NULL,
+    1,
+    0
+  UNION ALL
+  SELECT
+    4,
+    'Cancer Modifier',
+    'Stage-2',
+    NULL,
+    1,
+    0
+  UNION ALL
+  SELECT
+    4,
+    'Cancer Modifier',
+    'Stage-3',
+    NULL,
+    1,
+    0
+  UNION ALL
+  SELECT
+    5,
+    'RxNorm',
+    '40048',
+    NULL,
+    1,
+    0
+  UNION ALL
+  SELECT
+    5,
+    'RxNorm',
+    '2555',
+    NULL,
+    1,
+    0
+  UNION ALL
+  SELECT
+    6,
+    'RxNorm',
+    '4179',
+    NULL,
+    1,
+    0
+  UNION ALL
+  SELECT
+    7,
+    'RxNorm',
+    '1792776',
+    NULL,
+    1,
+    0
+  UNION ALL
+  SELECT
+    7,
+    'RxNorm',
+    '1919503',
+    NULL,
+    1,
+    0
+  UNION ALL
+  SELECT
+    7,
+    'RxNorm Extension',
+    'OMOP5178890',
+    NULL,
+    1,
+    0
+  UNION ALL
+  SELECT
+    7,
+    'RxNorm Extension',
+    'OMOP5167408',
+    NULL,
+    1,
+    0
+  UNION ALL
+  SELECT
+    7,
+    'RxNorm',
+    '2669406',
+    NULL,
+    1,
+    0
+  UNION ALL
+  SELECT
+    7,
+    'RxNorm Extension',
+    'OMOP5166614',
+    NULL,
+    1,
+    0
+  UNION ALL
+  SELECT
+    7,
+    'RxNorm Extension',
+    'OMOP5172091',
+    NULL,
+    1,
+    0
+  UNION ALL
+  SELECT
+    7,
+    'RxNorm Extension',
+    'OMOP5171084',
+    NULL,
+    1,
+    0
+  UNION ALL
+  SELECT
+    7,
+    'RxNorm',
+    '1547545',
+    NULL,
+    1,
+    0
+  UNION ALL
+  SELECT
+    7,
+    'RxNorm',
+    '1597876',
+    NULL,
+    1,
+    0
+  UNION ALL
+  SELECT
+    7,
+    'L059',
+    'BENMELSTOBART',
+    NULL,
+    1,
+    0
+  UNION ALL
+  SELECT
+    7,
+    NULL,
+    NULL,
+    'benmelstobart',
+    1,
+    0
+  UNION ALL
+  SELECT
+    8,
+    'L059',
+    'RT',
+    NULL,
+    1,
+    0
+  UNION ALL
+  SELECT
+    9,
+    'L059',
+    'APATINIB',
+    NULL,
+    1,
+    0
+  UNION ALL
+  SELECT
+    9,
+    NULL,
+    NULL,
+    'apatinib',
+    1,
+    0
+  UNION ALL
+  SELECT
+    9,
+    'RxNorm',
+    '253337',
+    NULL,
+    1,
+    0
+  UNION ALL
+  SELECT
+    10,
+    'RxNorm',
+    '8640',
+    NULL,
+    1,
+    0
+  UNION ALL
+  SELECT
+    10,
+    'RxNorm',
+    '8638',
+    NULL,
+    1,
+    0
+  UNION ALL
+  SELECT
+    10,
+    'RxNorm',
+    '6902',
+    NULL,
+    1,
+    0
+  UNION ALL
+  SELECT
+    10,
+    'RxNorm',
+    '6851',
+    NULL,
+    1,
+    0
+  UNION ALL
+  SELECT
+    10,
+    'RxNorm',
+    '1256',
+    NULL,
+    1,
+    0
+  UNION ALL
+  SELECT
+    10,
+    'RxNorm',
+    '5521',
+    NULL,
+    1,
+    0
+  UNION ALL
+  SELECT
+    10,
+    'RxNorm',
+    '3008',
+    NULL,
+    1,
+    0
+  UNION ALL
+  SELECT
+    10,
+    'RxNorm',
+    '68149',
+    NULL,
+    1,
+    0
+  UNION ALL
+  SELECT
+    10,
+    'RxNorm',
+    '9524',
+    NULL,
+    1,
+    0
+  UNION ALL
+  SELECT
+    10,
+    'RxNorm',
+    '27169',
+    NULL,
+    1,
+    0
+  UNION ALL
+  SELECT
+    10,
+    'RxNorm',
+    '327361',
+    NULL,
+    1,
+    0
+  UNION ALL
+  SELECT
+    10,
+    'RxNorm',
+    '191831',
+    NULL,
+    1,
+    0
+  UNION ALL
+  SELECT
+    10,
+    'RxNorm',
+    '214555',
+    NULL,
+    1,
+    0
+  UNION ALL
+  SELECT
+    11,
+    'SNOMED',
+    '69896004',
+    NULL,
+    1,
+    0
+  UNION ALL
+  SELECT
+    11,
+    'SNOMED',
+    '55464009',
+    NULL,
+    1,
+    0
+  UNION ALL
+  SELECT
+    11,
+    'SNOMED',
+    '89155008',
+    NULL,
+    1,
+    0
+  UNION ALL
+  SELECT
+    11,
+    'SNOMED',
+    '34000006',
+    NULL,
+    1,
+    0
+  UNION ALL
+  SELECT
+    11,
+    'SNOMED',
+    '64766004',
+    NULL,
+    1,
+    0
+  UNION ALL
+  SELECT
+    11,
+    'SNOMED',
+    '9014002',
+    NULL,
+    1,
+    0
+  UNION ALL
+  SELECT
+    11,
+    'SNOMED',
+    '24700007',
+    NULL,
+    1,
+    0
+  UNION ALL
+  SELECT
+    11,
+    'SNOMED',
+    '91637004',
+    NULL,
+    1,
+    0
+  UNION ALL
+  SELECT
+    11,
+    'SNOMED',
+    '353295004',
+    NULL,
+    1,
+    0
+  UNION ALL
+  SELECT
+    11,
+    'SNOMED',
+    '21983002',
+    NULL,
+    1,
+    0
+  UNION ALL
+  SELECT
+    11,
+    'SNOMED',
+    '46635009',
+    NULL,
+    1,
+    0
+  UNION ALL
+  SELECT
+    11,
+    'SNOMED',
+    '396331005',
+    NULL,
+    1,
+    0
+  UNION ALL
+  SELECT
+    11,
+    'SNOMED',
+    '83901003',
+    NULL,
+    1,
+    0
+  UNION ALL
+  SELECT
+    11,
+    'SNOMED',
+    '31541009',
+    NULL,
+    1,
+    0
+  UNION ALL
+  SELECT
+    11,
+    'SNOMED',
+    '363732003',
+    NULL,
+    1,
+    0
+  UNION ALL
+  SELECT
+    11,
+    'SNOMED',
+    '31996006',
+    NULL,
+    1,
+    0
+  UNION ALL
+  SELECT
+    11,
+    'SNOMED',
+    '408335007',
+    NULL,
+    1,
+    0
+  UNION ALL
+  SELECT
+    11,
+    'SNOMED',
+    '413603009',
+    NULL,
+    1,
+    0
+  UNION ALL
+  SELECT
+    11,
+    'SNOMED',
+    '2897005',
+    NULL,
+    1,
+    0
+  UNION ALL
+  SELECT
+    12,
+    'SNOMED',
+    '64779008',
+    NULL,
+    1,
+    0
+  UNION ALL
+  SELECT
+    12,
+    'SNOMED',
+    '234466008',
+    NULL,
+    1,
+    0
+  UNION ALL
+  SELECT
+    12,
+    'SNOMED',
+    '131148009',
+    NULL,
+    1,
+    0
+  UNION ALL
+  SELECT
+    12,
+    'SNOMED',
+    '66857006',
+    NULL,
+    1,
+    0
+  UNION ALL
+  SELECT
+    12,
+    'SNOMED',
+    '67406007',
+    NULL,
+    1,
+    0
+  UNION ALL
+  SELECT
+    12,
+    'SNOMED',
+    '302215000',
+    NULL,
+    1,
+    0
+  UNION ALL
+  SELECT
+    13,
+    'LOINC',
+    '6301-6',
+    NULL,
+    1,
+    0
+  UNION ALL
+  SELECT
+    13,
+    'LOINC',
+    '34714-6',
+    NULL,
+    1,
+    0
+  UNION ALL
+  SELECT
+    14,
+    'LOINC',
+    '14979-9',
+    NULL,
+    1,
+    0
+  UNION ALL
+  SELECT
+    15,
+    'LOINC',
+    '89247-1',
+    NULL,
+    1,
+    0
+  UNION ALL
+  SELECT
+    16,
+    'L059',
+    'RECIST-SOD',
+    NULL,
+    1,
+    0
+  UNION ALL
+  SELECT
+    17,
+    'LOINC',
+    '88040-1',
+    NULL,
+    1,
+    0
+  UNION ALL
+  SELECT
+    18,
+    'L059',
+    'RECIST-CR',
+    NULL,
+    0,
+    0
+  UNION ALL
+  SELECT
+    18,
+    'L059',
+    'RECIST-PR',
+    NULL,
+    0,
+    0
+  UNION ALL
+  SELECT
+    18,
+    'L059',
+    'RECIST-SD',
+    NULL,
+    0,
+    0
+  UNION ALL
+  SELECT
+    18,
+    'L059',
+    'RECIST-PD',
+    NULL,
+    0,
+    0
+  UNION ALL
+  SELECT
+    19,
+    'L059',
+    'RECIST-PD',
+    NULL,
+    0,
+    0
+), matched AS (
+  SELECT
+    s.codeset_id,
+    s.descendants,
+    s.excluded,
     c.concept_id
-  FROM cdm.concept AS c
-  WHERE
-    (
-      c.vocabulary_id = 'L059' AND c.concept_code = 'ANLOTINIB'
-    )
-    OR (
-      LOWER(c.concept_name) = 'anlotinib'
-      AND c.concept_class_id = 'Ingredient'
-      AND c.domain_id = 'Drug'
-    )
-  UNION
+  FROM selector AS s
+  JOIN cdm.concept AS c
+    ON c.vocabulary_id = s.vocabulary_id AND c.concept_code = s.concept_code
+  UNION ALL
   SELECT
+    s.codeset_id,
+    s.descendants,
+    s.excluded,
+    c.concept_id
+  FROM selector AS s
+  JOIN cdm.concept AS c
+    ON LOWER(c.concept_name) = s.ingredient_name
+    AND c.concept_class_id = 'Ingredient'
+    AND c.domain_id = 'Drug'
+), expanded AS (
+  SELECT
+    codeset_id,
+    excluded,
+    concept_id
+  FROM matched
+  UNION ALL
+  SELECT
+    m.codeset_id,
+    m.excluded,
     ca.descendant_concept_id
-  FROM cdm.concept AS c
+  FROM matched AS m
   JOIN cdm.concept_ancestor AS ca
-    ON ca.ancestor_concept_id = c.concept_id
+    ON ca.ancestor_concept_id = m.concept_id
   WHERE
-    (
-      c.vocabulary_id = 'L059' AND c.concept_code = 'ANLOTINIB'
-    )
-    OR (
-      LOWER(c.concept_name) = 'anlotinib'
-      AND c.concept_class_id = 'Ingredient'
-      AND c.domain_id = 'Drug'
-    )
-) AS i;
-INSERT INTO results.l059_codeset (
-  codeset_id,
-  concept_id
+    m.descendants = 1
 )
 SELECT DISTINCT
-  2,
+  i.codeset_id,
   i.concept_id
-FROM (
-  SELECT
-    c.concept_id
-  FROM cdm.concept AS c
-  WHERE
-    (
-      c.vocabulary_id = 'SNOMED' AND c.concept_code = '254632001'
-    )
-    OR (
-      c.vocabulary_id = 'ICDO3' AND c.concept_code = '8041/3-C34.0'
-    )
-    OR (
-      c.vocabulary_id = 'ICDO3' AND c.concept_code = '8041/3-C34.1'
-    )
-    OR (
-      c.vocabulary_id = 'ICDO3' AND c.concept_code = '8041/3-C34.2'
-    )
-    OR (
-      c.vocabulary_id = 'ICDO3' AND c.concept_code = '8041/3-C34.3'
-    )
-    OR (
-      c.vocabulary_id = 'ICDO3' AND c.concept_code = '8041/3-C34.8'
-    )
-  UNION
-  SELECT
-    ca.descendant_concept_id
-  FROM cdm.concept AS c
-  JOIN cdm.concept_ancestor AS ca
-    ON ca.ancestor_concept_id = c.concept_id
-  WHERE
-    (
-      c.vocabulary_id = 'SNOMED' AND c.concept_code = '254632001'
-    )
-    OR (
-      c.vocabulary_id = 'ICDO3' AND c.concept_code = '8041/3-C34.0'
-    )
-    OR (
-      c.vocabulary_id = 'ICDO3' AND c.concept_code = '8041/3-C34.1'
-    )
-    OR (
-      c.vocabulary_id = 'ICDO3' AND c.concept_code = '8041/3-C34.2'
-    )
-    OR (
-      c.vocabulary_id = 'ICDO3' AND c.concept_code = '8041/3-C34.3'
-    )
-    OR (
-      c.vocabulary_id = 'ICDO3' AND c.concept_code = '8041/3-C34.8'
-    )
-) AS i;
-INSERT INTO results.l059_codeset (
-  codeset_id,
-  concept_id
-)
-SELECT DISTINCT
-  3,
-  i.concept_id
-FROM (
-  SELECT
-    c.concept_id
-  FROM cdm.concept AS c
-  WHERE
-    (
-      c.vocabulary_id = 'L059' AND c.concept_code = 'VALG-ES'
-    )
-    OR (
-      c.vocabulary_id = 'Cancer Modifier' AND c.concept_code = 'Stage-4'
-    )
-    OR (
-      c.vocabulary_id = 'Cancer Modifier' AND c.concept_code = 'AJCC/UICC-M1'
-    )
-    OR (
-      c.vocabulary_id = 'Cancer Modifier' AND c.concept_code = 'OMOP4998856'
-    )
-    OR (
-      c.vocabulary_id = 'Cancer Modifier' AND c.concept_code = 'OMOP4999962'
-    )
-    OR (
-      c.vocabulary_id = 'Cancer Modifier' AND c.concept_code = 'OMOP4998978'
-    )
-    OR (
-      c.vocabulary_id = 'Cancer Modifier' AND c.concept_code = 'OMOP5000224'
-    )
-    OR (
-      c.vocabulary_id = 'Cancer Modifier' AND c.concept_code = 'OMOP5031479'
-    )
-    OR (
-      c.vocabulary_id = 'SNOMED' AND c.concept_code = '67841000119103'
-    )
-  UNION
-  SELECT
-    ca.descendant_concept_id
-  FROM cdm.concept AS c
-  JOIN cdm.concept_ancestor AS ca
-    ON ca.ancestor_concept_id = c.concept_id
-  WHERE
-    (
-      c.vocabulary_id = 'L059' AND c.concept_code = 'VALG-ES'
-    )
-    OR (
-      c.vocabulary_id = 'Cancer Modifier' AND c.concept_code = 'Stage-4'
-    )
-    OR (
-      c.vocabulary_id = 'Cancer Modifier' AND c.concept_code = 'AJCC/UICC-M1'
-    )
-    OR (
-      c.vocabulary_id = 'Cancer Modifier' AND c.concept_code = 'OMOP4998856'
-    )
-    OR (
-      c.vocabulary_id = 'Cancer Modifier' AND c.concept_code = 'OMOP4999962'
-    )
-    OR (
-      c.vocabulary_id = 'Cancer Modifier' AND c.concept_code = 'OMOP4998978'
-    )
-    OR (
-      c.vocabulary_id = 'Cancer Modifier' AND c.concept_code = 'OMOP5000224'
-    )
-    OR (
-      c.vocabulary_id = 'Cancer Modifier' AND c.concept_code = 'OMOP5031479'
-    )
-    OR (
-      c.vocabulary_id = 'SNOMED' AND c.concept_code = '67841000119103'
-    )
-) AS i;
-INSERT INTO results.l059_codeset (
-  codeset_id,
-  concept_id
-)
-SELECT DISTINCT
-  4,
-  i.concept_id
-FROM (
-  SELECT
-    c.concept_id
-  FROM cdm.concept AS c
-  WHERE
-    (
-      c.vocabulary_id = 'L059' AND c.concept_code = 'VALG-LS'
-    )
-    OR (
-      c.vocabulary_id = 'Cancer Modifier' AND c.concept_code = 'Stage-1'
-    )
-    OR (
-      c.vocabulary_id = 'Cancer Modifier' AND c.concept_code = 'Stage-2'
-    )
-    OR (
-      c.vocabulary_id = 'Cancer Modifier' AND c.concept_code = 'Stage-3'
-    )
-  UNION
-  SELECT
-    ca.descendant_concept_id
-  FROM cdm.concept AS c
-  JOIN cdm.concept_ancestor AS ca
-    ON ca.ancestor_concept_id = c.concept_id
-  WHERE
-    (
-      c.vocabulary_id = 'L059' AND c.concept_code = 'VALG-LS'
-    )
-    OR (
-      c.vocabulary_id = 'Cancer Modifier' AND c.concept_code = 'Stage-1'
-    )
-    OR (
-      c.vocabulary_id = 'Cancer Modifier' AND c.concept_code = 'Stage-2'
-    )
-    OR (
-      c.vocabulary_id = 'Cancer Modifier' AND c.concept_code = 'Stage-3'
-    )
-) AS i;
-INSERT INTO results.l059_codeset (
-  codeset_id,
-  concept_id
-)
-SELECT DISTINCT
-  5,
-  i.concept_id
-FROM (
-  SELECT
-    c.concept_id
-  FROM cdm.concept AS c
-  WHERE
-    (
-      c.vocabulary_id = 'RxNorm' AND c.concept_code = '40048'
-    )
-    OR (
-      c.vocabulary_id = 'RxNorm' AND c.concept_code = '2555'
-    )
-  UNION
-  SELECT
-    ca.descendant_concept_id
-  FROM cdm.concept AS c
-  JOIN cdm.concept_ancestor AS ca
-    ON ca.ancestor_concept_id = c.concept_id
-  WHERE
-    (
-      c.vocabulary_id = 'RxNorm' AND c.concept_code = '40048'
-    )
-    OR (
-      c.vocabulary_id = 'RxNorm' AND c.concept_code = '2555'
-    )
-) AS i;
-INSERT INTO results.l059_codeset (
-  codeset_id,
-  concept_id
-)
-SELECT DISTINCT
-  6,
-  i.concept_id
-FROM (
-  SELECT
-    c.concept_id
-  FROM cdm.concept AS c
-  WHERE
-    (
-      c.vocabulary_id = 'RxNorm' AND c.concept_code = '4179'
-    )
-  UNION
-  SELECT
-    ca.descendant_concept_id
-  FROM cdm.concept AS c
-  JOIN cdm.concept_ancestor AS ca
-    ON ca.ancestor_concept_id = c.concept_id
-  WHERE
-    (
-      c.vocabulary_id = 'RxNorm' AND c.concept_code = '4179'
-    )
-) AS i;
-INSERT INTO results.l059_codeset (
-  codeset_id,
-  concept_id
-)
-SELECT DISTINCT
-  7,
-  i.concept_id
-FROM (
-  SELECT
-    c.concept_id
-  FROM cdm.concept AS c
-  WHERE
-    (
-      c.vocabulary_id = 'RxNorm' AND c.concept_code = '1792776'
-    )
-    OR (
-      c.vocabulary_id = 'RxNorm' AND c.concept_code = '1919503'
-    )
-    OR (
-      c.vocabulary_id = 'RxNorm Extension' AND c.concept_code = 'OMOP5178890'
-    )
-    OR (
-      c.vocabulary_id = 'RxNorm Extension' AND c.concept_code = 'OMOP5167408'
-    )
-    OR (
-      c.vocabulary_id = 'RxNorm' AND c.concept_code = '2669406'
-    )
-    OR (
-      c.vocabulary_id = 'RxNorm Extension' AND c.concept_code = 'OMOP5166614'
-    )
-    OR (
-      c.vocabulary_id = 'RxNorm Extension' AND c.concept_code = 'OMOP5172091'
-    )
-    OR (
-      c.vocabulary_id = 'RxNorm Extension' AND c.concept_code = 'OMOP5171084'
-    )
-    OR (
-      c.vocabulary_id = 'RxNorm' AND c.concept_code = '1547545'
-    )
-    OR (
-      c.vocabulary_id = 'RxNorm' AND c.concept_code = '1597876'
-    )
-    OR (
-      c.vocabulary_id = 'L059' AND c.concept_code = 'BENMELSTOBART'
-    )
-    OR (
-      LOWER(c.concept_name) = 'benmelstobart'
-      AND c.concept_class_id = 'Ingredient'
-      AND c.domain_id = 'Drug'
-    )
-  UNION
-  SELECT
-    ca.descendant_concept_id
-  FROM cdm.concept AS c
-  JOIN cdm.concept_ancestor AS ca
-    ON ca.ancestor_concept_id = c.concept_id
-  WHERE
-    (
-      c.vocabulary_id = 'RxNorm' AND c.concept_code = '1792776'
-    )
-    OR (
-      c.vocabulary_id = 'RxNorm' AND c.concept_code = '1919503'
-    )
-    OR (
-      c.vocabulary_id = 'RxNorm Extension' AND c.concept_code = 'OMOP5178890'
-    )
-    OR (
-      c.vocabulary_id = 'RxNorm Extension' AND c.concept_code = 'OMOP5167408'
-    )
-    OR (
-      c.vocabulary_id = 'RxNorm' AND c.concept_code = '2669406'
-    )
-    OR (
-      c.vocabulary_id = 'RxNorm Extension' AND c.concept_code = 'OMOP5166614'
-    )
-    OR (
-      c.vocabulary_id = 'RxNorm Extension' AND c.concept_code = 'OMOP5172091'
-    )
-    OR (
-      c.vocabulary_id = 'RxNorm Extension' AND c.concept_code = 'OMOP5171084'
-    )
-    OR (
-      c.vocabulary_id = 'RxNorm' AND c.concept_code = '1547545'
-    )
-    OR (
-      c.vocabulary_id = 'RxNorm' AND c.concept_code = '1597876'
-    )
-    OR (
-      c.vocabulary_id = 'L059' AND c.concept_code = 'BENMELSTOBART'
-    )
-    OR (
-      LOWER(c.concept_name) = 'benmelstobart'
-      AND c.concept_class_id = 'Ingredient'
-      AND c.domain_id = 'Drug'
-    )
-) AS i;
-INSERT INTO results.l059_codeset (
-  codeset_id,
-  concept_id
-)
-SELECT DISTINCT
-  8,
-  i.concept_id
-FROM (
-  SELECT
-    c.concept_id
-  FROM cdm.concept AS c
-  WHERE
-    (
-      c.vocabulary_id = 'L059' AND c.concept_code = 'RT'
-    )
-  UNION
-  SELECT
-    ca.descendant_concept_id
-  FROM cdm.concept AS c
-  JOIN cdm.concept_ancestor AS ca
-    ON ca.ancestor_concept_id = c.concept_id
-  WHERE
-    (
-      c.vocabulary_id = 'L059' AND c.concept_code = 'RT'
-    )
-) AS i;
-INSERT INTO results.l059_codeset (
-  codeset_id,
-  concept_id
-)
-SELECT DISTINCT
-  9,
-  i.concept_id
-FROM (
-  SELECT
-    c.concept_id
-  FROM cdm.concept AS c
-  WHERE
-    (
-      c.vocabulary_id = 'L059' AND c.concept_code = 'APATINIB'
-    )
-    OR (
-      LOWER(c.concept_name) = 'apatinib'
-      AND c.concept_class_id = 'Ingredient'
-      AND c.domain_id = 'Drug'
-    )
-    OR (
-      c.vocabulary_id = 'RxNorm' AND c.concept_code = '253337'
-    )
-  UNION
-  SELECT
-    ca.descendant_concept_id
-  FROM cdm.concept AS c
-  JOIN cdm.concept_ancestor AS ca
-    ON ca.ancestor_concept_id = c.concept_id
-  WHERE
-    (
-      c.vocabulary_id = 'L059' AND c.concept_code = 'APATINIB'
-    )
-    OR (
-      LOWER(c.concept_name) = 'apatinib'
-      AND c.concept_class_id = 'Ingredient'
-      AND c.domain_id = 'Drug'
-    )
-    OR (
-      c.vocabulary_id = 'RxNorm' AND c.concept_code = '253337'
-    )
-) AS i;
-INSERT INTO results.l059_codeset (
-  codeset_id,
-  concept_id
-)
-SELECT DISTINCT
-  10,
-  i.concept_id
-FROM (
-  SELECT
-    c.concept_id
-  FROM cdm.concept AS c
-  WHERE
-    (
-      c.vocabulary_id = 'RxNorm' AND c.concept_code = '8640'
-    )
-    OR (
-      c.vocabulary_id = 'RxNorm' AND c.concept_code = '8638'
-    )
-    OR (
-      c.vocabulary_id = 'RxNorm' AND c.concept_code = '6902'
-    )
-    OR (
-      c.vocabulary_id = 'RxNorm' AND c.concept_code = '6851'
-    )
-    OR (
-      c.vocabulary_id = 'RxNorm' AND c.concept_code = '1256'
-    )
-    OR (
-      c.vocabulary_id = 'RxNorm' AND c.concept_code = '5521'
-    )
-    OR (
-      c.vocabulary_id = 'RxNorm' AND c.concept_code = '3008'
-    )
-    OR (
-      c.vocabulary_id = 'RxNorm' AND c.concept_code = '68149'
-    )
-    OR (
-      c.vocabulary_id = 'RxNorm' AND c.concept_code = '9524'
-    )
-    OR (
-      c.vocabulary_id = 'RxNorm' AND c.concept_code = '27169'
-    )
-    OR (
-      c.vocabulary_id = 'RxNorm' AND c.concept_code = '327361'
-    )
-    OR (
-      c.vocabulary_id = 'RxNorm' AND c.concept_code = '191831'
-    )
-    OR (
-      c.vocabulary_id = 'RxNorm' AND c.concept_code = '214555'
-    )
-  UNION
-  SELECT
-    ca.descendant_concept_id
-  FROM cdm.concept AS c
-  JOIN cdm.concept_ancestor AS ca
-    ON ca.ancestor_concept_id = c.concept_id
-  WHERE
-    (
-      c.vocabulary_id = 'RxNorm' AND c.concept_code = '8640'
-    )
-    OR (
-      c.vocabulary_id = 'RxNorm' AND c.concept_code = '8638'
-    )
-    OR (
-      c.vocabulary_id = 'RxNorm' AND c.concept_code = '6902'
-    )
-    OR (
-      c.vocabulary_id = 'RxNorm' AND c.concept_code = '6851'
-    )
-    OR (
-      c.vocabulary_id = 'RxNorm' AND c.concept_code = '1256'
-    )
-    OR (
-      c.vocabulary_id = 'RxNorm' AND c.concept_code = '5521'
-    )
-    OR (
-      c.vocabulary_id = 'RxNorm' AND c.concept_code = '3008'
-    )
-    OR (
-      c.vocabulary_id = 'RxNorm' AND c.concept_code = '68149'
-    )
-    OR (
-      c.vocabulary_id = 'RxNorm' AND c.concept_code = '9524'
-    )
-    OR (
-      c.vocabulary_id = 'RxNorm' AND c.concept_code = '27169'
-    )
-    OR (
-      c.vocabulary_id = 'RxNorm' AND c.concept_code = '327361'
-    )
-    OR (
-      c.vocabulary_id = 'RxNorm' AND c.concept_code = '191831'
-    )
-    OR (
-      c.vocabulary_id = 'RxNorm' AND c.concept_code = '214555'
-    )
-) AS i;
-INSERT INTO results.l059_codeset (
-  codeset_id,
-  concept_id
-)
-SELECT DISTINCT
-  11,
-  i.concept_id
-FROM (
-  SELECT
-    c.concept_id
-  FROM cdm.concept AS c
-  WHERE
-    (
-      c.vocabulary_id = 'SNOMED' AND c.concept_code = '69896004'
-    )
-    OR (
-      c.vocabulary_id = 'SNOMED' AND c.concept_code = '55464009'
-    )
-    OR (
-      c.vocabulary_id = 'SNOMED' AND c.concept_code = '89155008'
-    )
-    OR (
-      c.vocabulary_id = 'SNOMED' AND c.concept_code = '34000006'
-    )
-    OR (
-      c.vocabulary_id = 'SNOMED' AND c.concept_code = '64766004'
-    )
-    OR (
-      c.vocabulary_id = 'SNOMED' AND c.concept_code = '9014002'
-    )
-    OR (
-      c.vocabulary_id = 'SNOMED' AND c.concept_code = '24700007'
-    )
-    OR (
-      c.vocabulary_id = 'SNOMED' AND c.concept_code = '91637004'
-    )
-    OR (
-      c.vocabulary_id = 'SNOMED' AND c.concept_code = '353295004'
-    )
-    OR (
-      c.vocabulary_id = 'SNOMED' AND c.concept_code = '21983002'
-    )
-    OR (
-      c.vocabulary_id = 'SNOMED' AND c.concept_code = '46635009'
-    )
-    OR (
-      c.vocabulary_id = 'SNOMED' AND c.concept_code = '396331005'
-    )
-    OR (
-      c.vocabulary_id = 'SNOMED' AND c.concept_code = '83901003'
-    )
-    OR (
-      c.vocabulary_id = 'SNOMED' AND c.concept_code = '31541009'
-    )
-    OR (
-      c.vocabulary_id = 'SNOMED' AND c.concept_code = '363732003'
-    )
-    OR (
-      c.vocabulary_id = 'SNOMED' AND c.concept_code = '31996006'
-    )
-    OR (
-      c.vocabulary_id = 'SNOMED' AND c.concept_code = '408335007'
-    )
-    OR (
-      c.vocabulary_id = 'SNOMED' AND c.concept_code = '413603009'
-    )
-    OR (
-      c.vocabulary_id = 'SNOMED' AND c.concept_code = '2897005'
-    )
-  UNION
-  SELECT
-    ca.descendant_concept_id
-  FROM cdm.concept AS c
-  JOIN cdm.concept_ancestor AS ca
-    ON ca.ancestor_concept_id = c.concept_id
-  WHERE
-    (
-      c.vocabulary_id = 'SNOMED' AND c.concept_code = '69896004'
-    )
-    OR (
-      c.vocabulary_id = 'SNOMED' AND c.concept_code = '55464009'
-    )
-    OR (
-      c.vocabulary_id = 'SNOMED' AND c.concept_code = '89155008'
-    )
-    OR (
-      c.vocabulary_id = 'SNOMED' AND c.concept_code = '34000006'
-    )
-    OR (
-      c.vocabulary_id = 'SNOMED' AND c.concept_code = '64766004'
-    )
-    OR (
-      c.vocabulary_id = 'SNOMED' AND c.concept_code = '9014002'
-    )
-    OR (
-      c.vocabulary_id = 'SNOMED' AND c.concept_code = '24700007'
-    )
-    OR (
-      c.vocabulary_id = 'SNOMED' AND c.concept_code = '91637004'
-    )
-    OR (
-      c.vocabulary_id = 'SNOMED' AND c.concept_code = '353295004'
-    )
-    OR (
-      c.vocabulary_id = 'SNOMED' AND c.concept_code = '21983002'
-    )
-    OR (
-      c.vocabulary_id = 'SNOMED' AND c.concept_code = '46635009'
-    )
-    OR (
-      c.vocabulary_id = 'SNOMED' AND c.concept_code = '396331005'
-    )
-    OR (
-      c.vocabulary_id = 'SNOMED' AND c.concept_code = '83901003'
-    )
-    OR (
-      c.vocabulary_id = 'SNOMED' AND c.concept_code = '31541009'
-    )
-    OR (
-      c.vocabulary_id = 'SNOMED' AND c.concept_code = '363732003'
-    )
-    OR (
-      c.vocabulary_id = 'SNOMED' AND c.concept_code = '31996006'
-    )
-    OR (
-      c.vocabulary_id = 'SNOMED' AND c.concept_code = '408335007'
-    )
-    OR (
-      c.vocabulary_id = 'SNOMED' AND c.concept_code = '413603009'
-    )
-    OR (
-      c.vocabulary_id = 'SNOMED' AND c.concept_code = '2897005'
-    )
-) AS i;
-INSERT INTO results.l059_codeset (
-  codeset_id,
-  concept_id
-)
-SELECT DISTINCT
-  12,
-  i.concept_id
-FROM (
-  SELECT
-    c.concept_id
-  FROM cdm.concept AS c
-  WHERE
-    (
-      c.vocabulary_id = 'SNOMED' AND c.concept_code = '64779008'
-    )
-    OR (
-      c.vocabulary_id = 'SNOMED' AND c.concept_code = '234466008'
-    )
-    OR (
-      c.vocabulary_id = 'SNOMED' AND c.concept_code = '131148009'
-    )
-    OR (
-      c.vocabulary_id = 'SNOMED' AND c.concept_code = '66857006'
-    )
-    OR (
-      c.vocabulary_id = 'SNOMED' AND c.concept_code = '67406007'
-    )
-    OR (
-      c.vocabulary_id = 'SNOMED' AND c.concept_code = '302215000'
-    )
-  UNION
-  SELECT
-    ca.descendant_concept_id
-  FROM cdm.concept AS c
-  JOIN cdm.concept_ancestor AS ca
-    ON ca.ancestor_concept_id = c.concept_id
-  WHERE
-    (
-      c.vocabulary_id = 'SNOMED' AND c.concept_code = '64779008'
-    )
-    OR (
-      c.vocabulary_id = 'SNOMED' AND c.concept_code = '234466008'
-    )
-    OR (
-      c.vocabulary_id = 'SNOMED' AND c.concept_code = '131148009'
-    )
-    OR (
-      c.vocabulary_id = 'SNOMED' AND c.concept_code = '66857006'
-    )
-    OR (
-      c.vocabulary_id = 'SNOMED' AND c.concept_code = '67406007'
-    )
-    OR (
-      c.vocabulary_id = 'SNOMED' AND c.concept_code = '302215000'
-    )
-) AS i;
-INSERT INTO results.l059_codeset (
-  codeset_id,
-  concept_id
-)
-SELECT DISTINCT
-  13,
-  i.concept_id
-FROM (
-  SELECT
-    c.concept_id
-  FROM cdm.concept AS c
-  WHERE
-    (
-      c.vocabulary_id = 'LOINC' AND c.concept_code = '6301-6'
-    )
-    OR (
-      c.vocabulary_id = 'LOINC' AND c.concept_code = '34714-6'
-    )
-  UNION
-  SELECT
-    ca.descendant_concept_id
-  FROM cdm.concept AS c
-  JOIN cdm.concept_ancestor AS ca
-    ON ca.ancestor_concept_id = c.concept_id
-  WHERE
-    (
-      c.vocabulary_id = 'LOINC' AND c.concept_code = '6301-6'
-    )
-    OR (
-      c.vocabulary_id = 'LOINC' AND c.concept_code = '34714-6'
-    )
-) AS i;
-INSERT INTO results.l059_codeset (
-  codeset_id,
-  concept_id
-)
-SELECT DISTINCT
-  14,
-  i.concept_id
-FROM (
-  SELECT
-    c.concept_id
-  FROM cdm.concept AS c
-  WHERE
-    (
-      c.vocabulary_id = 'LOINC' AND c.concept_code = '14979-9'
-    )
-  UNION
-  SELECT
-    ca.descendant_concept_id
-  FROM cdm.concept AS c
-  JOIN cdm.concept_ancestor AS ca
-    ON ca.ancestor_concept_id = c.concept_id
-  WHERE
-    (
-      c.vocabulary_id = 'LOINC' AND c.concept_code = '14979-9'
-    )
-) AS i;
-INSERT INTO results.l059_codeset (
-  codeset_id,
-  concept_id
-)
-SELECT DISTINCT
-  15,
-  i.concept_id
-FROM (
-  SELECT
-    c.concept_id
-  FROM cdm.concept AS c
-  WHERE
-    (
-      c.vocabulary_id = 'LOINC' AND c.concept_code = '89247-1'
-    )
-  UNION
-  SELECT
-    ca.descendant_concept_id
-  FROM cdm.concept AS c
-  JOIN cdm.concept_ancestor AS ca
-    ON ca.ancestor_concept_id = c.concept_id
-  WHERE
-    (
-      c.vocabulary_id = 'LOINC' AND c.concept_code = '89247-1'
-    )
-) AS i;
-INSERT INTO results.l059_codeset (
-  codeset_id,
-  concept_id
-)
-SELECT DISTINCT
-  16,
-  i.concept_id
-FROM (
-  SELECT
-    c.concept_id
-  FROM cdm.concept AS c
-  WHERE
-    (
-      c.vocabulary_id = 'L059' AND c.concept_code = 'RECIST-SOD'
-    )
-  UNION
-  SELECT
-    ca.descendant_concept_id
-  FROM cdm.concept AS c
-  JOIN cdm.concept_ancestor AS ca
-    ON ca.ancestor_concept_id = c.concept_id
-  WHERE
-    (
-      c.vocabulary_id = 'L059' AND c.concept_code = 'RECIST-SOD'
-    )
-) AS i;
-INSERT INTO results.l059_codeset (
-  codeset_id,
-  concept_id
-)
-SELECT DISTINCT
-  17,
-  i.concept_id
-FROM (
-  SELECT
-    c.concept_id
-  FROM cdm.concept AS c
-  WHERE
-    (
-      c.vocabulary_id = 'LOINC' AND c.concept_code = '88040-1'
-    )
-  UNION
-  SELECT
-    ca.descendant_concept_id
-  FROM cdm.concept AS c
-  JOIN cdm.concept_ancestor AS ca
-    ON ca.ancestor_concept_id = c.concept_id
-  WHERE
-    (
-      c.vocabulary_id = 'LOINC' AND c.concept_code = '88040-1'
-    )
-) AS i;
-INSERT INTO results.l059_codeset (
-  codeset_id,
-  concept_id
-)
-SELECT DISTINCT
-  18,
-  i.concept_id
-FROM (
-  SELECT
-    c.concept_id
-  FROM cdm.concept AS c
-  WHERE
-    (
-      c.vocabulary_id = 'L059' AND c.concept_code = 'RECIST-CR'
-    )
-    OR (
-      c.vocabulary_id = 'L059' AND c.concept_code = 'RECIST-PR'
-    )
-    OR (
-      c.vocabulary_id = 'L059' AND c.concept_code = 'RECIST-SD'
-    )
-    OR (
-      c.vocabulary_id = 'L059' AND c.concept_code = 'RECIST-PD'
-    )
-) AS i;
-INSERT INTO results.l059_codeset (
-  codeset_id,
-  concept_id
-)
-SELECT DISTINCT
-  19,
-  i.concept_id
-FROM (
-  SELECT
-    c.concept_id
-  FROM cdm.concept AS c
-  WHERE
-    (
-      c.vocabulary_id = 'L059' AND c.concept_code = 'RECIST-PD'
-    )
-) AS i;
+FROM expanded AS i
+LEFT JOIN expanded AS x
+  ON x.codeset_id = i.codeset_id AND x.concept_id = i.concept_id AND x.excluded = 1
+WHERE
+  i.excluded = 0 AND x.concept_id IS NULL;
 
 -- 02_entry_events.sql
 INSERT INTO results.l059_entry (
@@ -1239,151 +1108,245 @@ JOIN (
   ON ok.person_id = q.person_id;
 
 -- r05_induction_chemoimmunotherapy.sql
+INSERT INTO results.l059_cycle (
+  person_id,
+  cycle_number,
+  cycle_date
+)
+SELECT DISTINCT
+  ev.person_id,
+  0,
+  ev.start_date
+FROM results.l059_events AS ev
+JOIN results.l059_qualified AS q
+  ON q.person_id = ev.person_id
+WHERE
+  ev.codeset_id = 5
+  AND ev.start_date >= q.induction_start
+  AND ev.start_date < q.index_date;
+INSERT INTO results.l059_cycle (
+  person_id,
+  cycle_number,
+  cycle_date
+)
+SELECT
+  person_id,
+  1,
+  MIN(cycle_date)
+FROM results.l059_cycle
+WHERE
+  cycle_number = 0
+GROUP BY
+  person_id;
+INSERT INTO results.l059_cycle (
+  person_id,
+  cycle_number,
+  cycle_date
+)
+SELECT
+  c.person_id,
+  2,
+  MIN(a.cycle_date)
+FROM results.l059_cycle AS c
+JOIN results.l059_cycle AS a
+  ON a.person_id = c.person_id
+  AND a.cycle_number = 0
+  AND a.cycle_date >= (
+    c.cycle_date + (
+      14
+    )
+  )
+WHERE
+  c.cycle_number = 1
+GROUP BY
+  c.person_id;
+INSERT INTO results.l059_cycle (
+  person_id,
+  cycle_number,
+  cycle_date
+)
+SELECT
+  c.person_id,
+  3,
+  MIN(a.cycle_date)
+FROM results.l059_cycle AS c
+JOIN results.l059_cycle AS a
+  ON a.person_id = c.person_id
+  AND a.cycle_number = 0
+  AND a.cycle_date >= (
+    c.cycle_date + (
+      14
+    )
+  )
+WHERE
+  c.cycle_number = 2
+GROUP BY
+  c.person_id;
+INSERT INTO results.l059_cycle (
+  person_id,
+  cycle_number,
+  cycle_date
+)
+SELECT
+  c.person_id,
+  4,
+  MIN(a.cycle_date)
+FROM results.l059_cycle AS c
+JOIN results.l059_cycle AS a
+  ON a.person_id = c.person_id
+  AND a.cycle_number = 0
+  AND a.cycle_date >= (
+    c.cycle_date + (
+      14
+    )
+  )
+WHERE
+  c.cycle_number = 3
+GROUP BY
+  c.person_id;
+INSERT INTO results.l059_cycle (
+  person_id,
+  cycle_number,
+  cycle_date
+)
+SELECT
+  c.person_id,
+  5,
+  MIN(a.cycle_date)
+FROM results.l059_cycle AS c
+JOIN results.l059_cycle AS a
+  ON a.person_id = c.person_id
+  AND a.cycle_number = 0
+  AND a.cycle_date >= (
+    c.cycle_date + (
+      14
+    )
+  )
+WHERE
+  c.cycle_number = 4
+GROUP BY
+  c.person_id;
+INSERT INTO results.l059_cycle (
+  person_id,
+  cycle_number,
+  cycle_date
+)
+SELECT
+  c.person_id,
+  6,
+  MIN(a.cycle_date)
+FROM results.l059_cycle AS c
+JOIN results.l059_cycle AS a
+  ON a.person_id = c.person_id
+  AND a.cycle_number = 0
+  AND a.cycle_date >= (
+    c.cycle_date + (
+      14
+    )
+  )
+WHERE
+  c.cycle_number = 5
+GROUP BY
+  c.person_id;
+INSERT INTO results.l059_cycle (
+  person_id,
+  cycle_number,
+  cycle_date
+)
+SELECT
+  c.person_id,
+  7,
+  MIN(a.cycle_date)
+FROM results.l059_cycle AS c
+JOIN results.l059_cycle AS a
+  ON a.person_id = c.person_id
+  AND a.cycle_number = 0
+  AND a.cycle_date >= (
+    c.cycle_date + (
+      14
+    )
+  )
+WHERE
+  c.cycle_number = 6
+GROUP BY
+  c.person_id;
+INSERT INTO results.l059_cycle (
+  person_id,
+  cycle_number,
+  cycle_date
+)
+SELECT
+  c.person_id,
+  8,
+  MIN(a.cycle_date)
+FROM results.l059_cycle AS c
+JOIN results.l059_cycle AS a
+  ON a.person_id = c.person_id
+  AND a.cycle_number = 0
+  AND a.cycle_date >= (
+    c.cycle_date + (
+      14
+    )
+  )
+WHERE
+  c.cycle_number = 7
+GROUP BY
+  c.person_id;
+INSERT INTO results.l059_cycle (
+  person_id,
+  cycle_number,
+  cycle_date
+)
+SELECT
+  c.person_id,
+  9,
+  MIN(a.cycle_date)
+FROM results.l059_cycle AS c
+JOIN results.l059_cycle AS a
+  ON a.person_id = c.person_id
+  AND a.cycle_number = 0
+  AND a.cycle_date >= (
+    c.cycle_date + (
+      14
+    )
+  )
+WHERE
+  c.cycle_number = 8
+GROUP BY
+  c.person_id;
+INSERT INTO results.l059_cycle (
+  person_id,
+  cycle_number,
+  cycle_date
+)
+SELECT
+  c.person_id,
+  10,
+  MIN(a.cycle_date)
+FROM results.l059_cycle AS c
+JOIN results.l059_cycle AS a
+  ON a.person_id = c.person_id
+  AND a.cycle_number = 0
+  AND a.cycle_date >= (
+    c.cycle_date + (
+      14
+    )
+  )
+WHERE
+  c.cycle_number = 9
+GROUP BY
+  c.person_id;
 INSERT INTO results.l059_inclusion (
   rule_id,
   person_id
 )
-WITH admin AS (
-  SELECT DISTINCT
-    ev.person_id,
-    ev.start_date AS d
-  FROM results.l059_events AS ev
-  JOIN results.l059_qualified AS q
-    ON q.person_id = ev.person_id
-  WHERE
-    ev.codeset_id = 5
-    AND ev.start_date >= q.induction_start
-    AND ev.start_date < q.index_date
-), nxt AS (
-  SELECT
-    a.person_id,
-    a.d,
-    MIN(b.d) AS next_d
-  FROM admin AS a
-  JOIN admin AS b
-    ON b.person_id = a.person_id AND b.d >= (
-      a.d + (
-        14
-      )
-    )
-  GROUP BY
-    a.person_id,
-    a.d
-), c1 AS (
-  SELECT
-    person_id,
-    MIN(d) AS d
-  FROM admin
-  GROUP BY
-    person_id
-), c2 AS (
-  SELECT
-    c.person_id,
-    n.next_d AS d
-  FROM c1 AS c
-  JOIN nxt AS n
-    ON n.person_id = c.person_id AND n.d = c.d
-), c3 AS (
-  SELECT
-    c.person_id,
-    n.next_d AS d
-  FROM c2 AS c
-  JOIN nxt AS n
-    ON n.person_id = c.person_id AND n.d = c.d
-), c4 AS (
-  SELECT
-    c.person_id,
-    n.next_d AS d
-  FROM c3 AS c
-  JOIN nxt AS n
-    ON n.person_id = c.person_id AND n.d = c.d
-), c5 AS (
-  SELECT
-    c.person_id,
-    n.next_d AS d
-  FROM c4 AS c
-  JOIN nxt AS n
-    ON n.person_id = c.person_id AND n.d = c.d
-), c6 AS (
-  SELECT
-    c.person_id,
-    n.next_d AS d
-  FROM c5 AS c
-  JOIN nxt AS n
-    ON n.person_id = c.person_id AND n.d = c.d
-), c7 AS (
-  SELECT
-    c.person_id,
-    n.next_d AS d
-  FROM c6 AS c
-  JOIN nxt AS n
-    ON n.person_id = c.person_id AND n.d = c.d
-), c8 AS (
-  SELECT
-    c.person_id,
-    n.next_d AS d
-  FROM c7 AS c
-  JOIN nxt AS n
-    ON n.person_id = c.person_id AND n.d = c.d
-), c9 AS (
-  SELECT
-    c.person_id,
-    n.next_d AS d
-  FROM c8 AS c
-  JOIN nxt AS n
-    ON n.person_id = c.person_id AND n.d = c.d
-), c10 AS (
-  SELECT
-    c.person_id,
-    n.next_d AS d
-  FROM c9 AS c
-  JOIN nxt AS n
-    ON n.person_id = c.person_id AND n.d = c.d
-), cycles AS (
+WITH cycles AS (
   SELECT
     person_id,
     COUNT(*) AS n_cycles
-  FROM (
-    SELECT
-      person_id
-    FROM c1
-    UNION ALL
-    SELECT
-      person_id
-    FROM c2
-    UNION ALL
-    SELECT
-      person_id
-    FROM c3
-    UNION ALL
-    SELECT
-      person_id
-    FROM c4
-    UNION ALL
-    SELECT
-      person_id
-    FROM c5
-    UNION ALL
-    SELECT
-      person_id
-    FROM c6
-    UNION ALL
-    SELECT
-      person_id
-    FROM c7
-    UNION ALL
-    SELECT
-      person_id
-    FROM c8
-    UNION ALL
-    SELECT
-      person_id
-    FROM c9
-    UNION ALL
-    SELECT
-      person_id
-    FROM c10
-  ) AS counted
+  FROM results.l059_cycle
+  WHERE
+    cycle_number > 0
   GROUP BY
     person_id
 ), partners AS (
@@ -1931,4 +1894,5 @@ DROP TABLE IF EXISTS results.l059_entry;
 DROP TABLE IF EXISTS results.l059_events;
 DROP TABLE IF EXISTS results.l059_qualified;
 DROP TABLE IF EXISTS results.l059_inclusion;
+DROP TABLE IF EXISTS results.l059_cycle;
 DROP TABLE IF EXISTS results.l059_mask;
