@@ -92,7 +92,7 @@ def test_rendered_spark_sql_gives_the_same_cohort(spark, duck, tmp_path):
     _copy_to_spark(spark, duck, tmp_path)
     values = d.render_values(cohort_id=COHORT_ID, prefix="l059_spark_")
     skipped = []
-    for name, stmts in d.translated_steps("spark", values):
+    for _name, stmts in d.translated_steps("spark", values):
         for s in stmts:
             if s.lstrip().upper().startswith("DELETE FROM"):
                 table = s.split()[2]
