@@ -179,3 +179,16 @@ def test_strict_writes_nothing(rec_duckdb, tmp_path):
     assert sum(counts(rec_duckdb).values()) == 0
     with rec_duckdb.connect() as con:
         assert con.execute(sa.text("select status from etl.load_run")).scalar_one() == "failed-strict"
+
+
+def test_same_key_in_two_chunks_of_a_first_load(rec_duckdb, tmp_path):
+    folder = extracts.write(tmp_path / "x")
+    path = folder / "lab_results.csv"
+    lines = path.read_text(encoding="utf-8-sig").splitlines()
+    path.write_text("\n".join([*lines, lines[1].replace(",1.05,", ",1.07,")]) + "\n", encoding="utf-8-sig")
+    rep = load_records(rec_duckdb, spec_copy(tmp_path), [folder], chunk_rows=2).report
+    t = rep.types["lab_results"]
+    assert t.read == 5 and t.mapped == 5 and rep.check() == []
+    with rec_duckdb.connect() as con:
+        assert con.execute(sa.text("select value_as_number from cdm.measurement "
+                                   "where measurement_concept_id = 3022217")).scalars().all() == [1.07]
