@@ -427,14 +427,13 @@ class Sink:
         ids = self._assign(own_refs, old)
         new_ids = {(ref.table, oid) for ref, oid in ids.items()}
 
-        def rid(v):
-            if isinstance(v, Ref):
-                if v in ids:
-                    return ids[v]
-                if v in self._ids:
-                    return self._ids[v]
-                return hashed_id(key_text(self.source_system, v.resource_type, v.source_id, v.row))
-            return v
+        known = self._ids
+
+        def rid(v: Ref) -> int:
+            got = ids.get(v) or known.get(v)
+            if got is None:  # a soft link (measurement_event_id) to a row not loaded: its predicted id
+                got = hashed_id(key_text(self.source_system, v.resource_type, v.source_id, v.row))
+            return got
 
         # delete replaced rows (children first); referenced tables are upserted instead
         by_table: dict[str, list[int]] = defaultdict(list)
@@ -455,7 +454,10 @@ class Sink:
         for u, rows in ready:
             for table, row in rows:
                 own = self._own(table, row)
-                out = {k: rid(v) for k, v in row.items()}
+                out = dict(row)
+                for k, v in row.items():
+                    if v.__class__ is Ref:
+                        out[k] = rid(v)
                 frames[table].append(out)
                 oid = out["person_id"] if table == "death" else out[TABLE_ID[table]]
                 map_rows.append((u.resource_type, u.source_id, own.row, table, oid))
@@ -473,11 +475,13 @@ class Sink:
             mdf["run_id"] = self.run_id
             mdf["omop_id"] = mdf["omop_id"].astype("int64")
             bulk.insert_frame(con, self.etl, "source_id_map", mdf)
-        sdf = pd.DataFrame([{
-            "source_system": self.source_system, "resource_type": u.resource_type, "source_id": u.source_id,
-            "version_id": u.version_id, "last_updated": u.last_updated, "content_sha256": u.content_sha256,
-            "run_id": self.run_id, "locator": u.locator, "imputed": "; ".join(u.imputed) or None}
-            for u, _ in ready])
+        units = [u for u, _ in ready]
+        sdf = pd.DataFrame({
+            "source_system": self.source_system, "resource_type": [u.resource_type for u in units],
+            "source_id": [u.source_id for u in units], "version_id": [u.version_id for u in units],
+            "last_updated": [u.last_updated for u in units],
+            "content_sha256": [u.content_sha256 for u in units], "run_id": self.run_id,
+            "locator": [u.locator for u in units], "imputed": ["; ".join(u.imputed) or None for u in units]})
         bulk.insert_frame(con, self.etl, "source_resource", sdf)
         if touched:
             bulk.insert_frame(con, self.etl, "touched_person",
@@ -497,7 +501,10 @@ class Sink:
 
     def _frame(self, table: str, rows: list[dict]) -> pd.DataFrame:
         types = self._types[table]
-        cols = [c for c in self._columns[table] if any(c in r for r in rows)]
+        present: set[str] = set()
+        for r in rows:
+            present.update(r)
+        cols = [c for c in self._columns[table] if c in present]
         data = {}
         for c in cols:
             values = [r.get(c) for r in rows]

@@ -218,7 +218,7 @@ def load_fhir(engine: Engine, paths: Iterable[str | Path] = (), *, server: str |
     try:
         with sink:
             loader = _Loader(sink, batch_size)
-            for res in ordered_map(executor, run_task, tasks, prefetch=max(2, workers * 2)):
+            for res in ordered_map(executor, run_task, tasks, prefetch=max(4, workers * 4)):
                 loader.feed(res)
                 if progress:
                     progress(sink.report)
