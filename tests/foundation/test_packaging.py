@@ -73,3 +73,35 @@ def test_installed_wheel_runs(wheel, tmp_path):
     assert run.returncode == 0, run.stderr
     assert "vocabulary (bundled)" in run.stdout
     assert (work / "w.duckdb").is_file()
+
+
+@pytest.mark.slow
+def test_wheel_in_a_fresh_venv(wheel, tmp_path):
+    """``pip install`` of the wheel into a new virtual environment gives a working ``l059-omop`` script.
+
+    The dependencies are borrowed from this environment through a .pth line (no network); the editable
+    install's import hook lives in a .pth file of that folder, which a plain path line does not run.
+    """
+    import sysconfig
+    import venv
+
+    env_dir = tmp_path / "venv"
+    venv.create(env_dir, with_pip=True)
+    py = env_dir / "bin" / "python"
+    site = Path(subprocess.run([str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                               capture_output=True, text=True, check=True).stdout.strip())
+    (site / "borrowed_deps.pth").write_text(sysconfig.get_paths()["purelib"] + "\n", encoding="utf-8")
+    res = subprocess.run([str(py), "-m", "pip", "install", "--no-deps", "--no-index", "-q", str(wheel)],
+                         capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-3000:]
+    work = tmp_path / "run"
+    work.mkdir()
+    env = {k: v for k, v in os.environ.items() if k not in ("L059_OMOP_DB", "PYTHONPATH", "VIRTUAL_ENV")}
+    where = subprocess.run([str(py), "-c", "import l059_omop.resources as r; print(r.mappings_path())"],
+                           capture_output=True, text=True, cwd=work, env=env, timeout=60)
+    assert where.returncode == 0, where.stderr
+    assert Path(where.stdout.strip()).is_relative_to(site / "l059_omop" / "_shipped")
+    run = subprocess.run([str(env_dir / "bin" / "l059-omop"), "--db", "duckdb:///w.duckdb", "init-db"],
+                         capture_output=True, text=True, cwd=work, env=env, timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert "vocabulary (bundled)" in run.stdout
