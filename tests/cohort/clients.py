@@ -7,44 +7,13 @@ import datetime as dt
 import duckdb
 
 from l059_omop.cohort import definition as d
+from l059_omop.cohort.circe import drug_era_statements
 from l059_omop.sqlrender import _literal
-
-# OHDSI's drug era (ingredient level, 30-day persistence window) for Circe's DrugEra criteria: the CDM
-# builders of this project do not fill drug_era, and Circe reads it. Same merge rule as r09.
-DRUG_ERA_SQL = """
-delete from {cdm}.drug_era;
-insert into {cdm}.drug_era (drug_era_id, person_id, drug_concept_id, drug_era_start_date, drug_era_end_date,
-                            drug_exposure_count, gap_days)
-with ex as (
-  select de.person_id, ca.ancestor_concept_id as ingredient_id, de.drug_exposure_start_date as s,
-         coalesce(de.drug_exposure_end_date, de.drug_exposure_start_date) as e
-  from {cdm}.drug_exposure de
-  join {cdm}.concept_ancestor ca on ca.descendant_concept_id = de.drug_concept_id
-  join {cdm}.concept c on c.concept_id = ca.ancestor_concept_id and c.concept_class_id = 'Ingredient'
-  union
-  select de.person_id, de.drug_concept_id, de.drug_exposure_start_date,
-         coalesce(de.drug_exposure_end_date, de.drug_exposure_start_date)
-  from {cdm}.drug_exposure de
-  join {cdm}.concept c on c.concept_id = de.drug_concept_id and c.concept_class_id = 'Ingredient'
-), marked as (
-  select *, max(e) over (partition by person_id, ingredient_id order by s, e
-                         rows between unbounded preceding and 1 preceding) as prev_end
-  from ex
-), numbered as (
-  select *, sum(case when prev_end is null or s > prev_end + 30 then 1 else 0 end)
-              over (partition by person_id, ingredient_id order by s, e rows unbounded preceding) as era
-  from marked
-)
-select row_number() over (order by person_id, ingredient_id, era), person_id, ingredient_id, min(s), max(e),
-       count(*), 0
-from numbered group by person_id, ingredient_id, era
-"""
 
 
 def build_drug_era(con: duckdb.DuckDBPyConnection, cdm: str = "cdm") -> None:
-    for stmt in DRUG_ERA_SQL.format(cdm=cdm).split(";"):
-        if stmt.strip():
-            con.execute(stmt)
+    for stmt in drug_era_statements(cdm):
+        con.execute(stmt)
 
 
 def run_script(con: duckdb.DuckDBPyConnection, sql: str) -> None:
