@@ -11,7 +11,7 @@ from sqlalchemy.engine import Engine
 
 from l059_omop.db import bulk, cdm_spec
 from l059_omop.db.engine import dialect_of, validate_identifier
-from l059_omop.db.schema import CreateReport, add_constraints, create_tables
+from l059_omop.db.schema import CreateReport, add_constraints, create_tables, drop_foreign_keys
 from l059_omop.errors import BadInput
 from l059_omop.vocab import loader
 
@@ -95,12 +95,17 @@ def import_cdm(engine: Engine, directory: Path, cdm_schema: str = "cdm", results
             raise BadInput(f"column(s) {', '.join(unknown)} are not in the OMOP CDM v5.4 table {table}",
                            file=str(path), record="header")
         plan.append((table, path, header, known))
-    with engine.begin() as con:
-        for table, _, _, _ in plan:
-            n = bulk.count_rows(con, cdm_schema, table)
-            if n and not replace:
-                raise BadInput(f"table {cdm_schema}.{table} already has {n} rows (use --replace)", file=str(directory))
-            if n:
+    with engine.connect() as con:
+        filled = {table: n for table, _, _, _ in plan if (n := bulk.count_rows(con, cdm_schema, table))}
+    for table, n in filled.items():
+        if not replace:
+            raise BadInput(f"table {cdm_schema}.{table} already has {n} rows (use --replace)", file=str(directory))
+    if filled:
+        # rows elsewhere may reference the rows being replaced: the foreign keys go and are added again
+        # (and checked) after the load, as on a first import
+        drop_foreign_keys(engine, cdm_schema)
+        with engine.begin() as con:
+            for table in filled:
                 con.execute(sa.text(f"delete from {cdm_schema}.{table}"))
     for table, path, header, known in plan:
         result.rows[table] = _copy_csv(engine, cdm_schema, table, path, header, known)

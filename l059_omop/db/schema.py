@@ -106,6 +106,22 @@ def _fk_name(table: str, column: str) -> str:
     return f"fpk_{table}_{column}"[:63]
 
 
+def drop_foreign_keys(engine: Engine, cdm_schema: str = "cdm") -> int:
+    """Drop the foreign keys of the CDM schema (PostgreSQL), e.g. before replacing data that other rows
+    reference; ``add_constraints`` adds them again afterwards. Returns how many were dropped."""
+    validate_identifier(cdm_schema)
+    if dialect_of(engine) != "postgresql":
+        return 0
+    q = sa.text("select c.conname, cl.relname from pg_constraint c join pg_class cl on cl.oid = c.conrelid "
+                "join pg_namespace n on n.oid = cl.relnamespace where c.contype = 'f' and n.nspname = :s")
+    with engine.begin() as con:
+        rows = con.execute(q, {"s": cdm_schema}).all()
+        for name, table in rows:
+            quoted = '"' + name.replace('"', '""') + '"'
+            con.execute(sa.text(f'alter table {cdm_schema}."{table}" drop constraint {quoted}'))
+    return len(rows)
+
+
 def _existing_constraints(con: Connection, schema: str) -> set[str]:
     q = sa.text("select constraint_name from information_schema.table_constraints where table_schema = :s")
     return {r[0] for r in con.execute(q, {"s": schema})}

@@ -69,19 +69,22 @@ def test_import_eunomia(db_url):
         assert failures == []  # DuckDB: no foreign keys
 
 
-def test_import_refuses_a_filled_table_and_replaces_on_request(duckdb_url, tmp_path):
+def test_import_refuses_a_filled_table_and_replaces_on_request(db_url, tmp_path):
     small = tmp_path / "cdm"
     small.mkdir()
-    for name in ("PERSON.csv", "DEATH.csv", "LOCATION.csv"):
+    for name in ("LOCATION.csv", "CARE_SITE.csv", "PROVIDER.csv", "PERSON.csv", "DEATH.csv"):
         shutil.copy(EUNOMIA / name, small / name)
     (small / "NOT_A_TABLE.csv").write_text("a,b\n1,2\n", encoding="utf-8")
-    first = CliRunner().invoke(main, ["--db", duckdb_url, "import-cdm", str(small)], catch_exceptions=False)
+    first = CliRunner().invoke(main, ["--db", db_url, "import-cdm", str(small)], catch_exceptions=False)
     assert first.exit_code == 0 and "skipped NOT_A_TABLE.csv" in first.output, first.output
-    again = CliRunner().invoke(main, ["--db", duckdb_url, "import-cdm", str(small)])
+    again = CliRunner().invoke(main, ["--db", db_url, "import-cdm", str(small)])
     assert again.exit_code == 2 and "--replace" in again.output
-    replaced = CliRunner().invoke(main, ["--db", duckdb_url, "import-cdm", "--replace", str(small)])
+    if db_url.startswith("postgresql"):  # death -> person holds, so a plain delete of person would fail
+        assert "fpk_death_person_id" not in first.output
+    replaced = CliRunner().invoke(main, ["--db", db_url, "import-cdm", "--replace", str(small)])
     assert replaced.exit_code == 0, replaced.output
-    assert db_counts(duckdb_url, ["person", "death", "location"]) == {
+    assert first.output == replaced.output
+    assert db_counts(db_url, ["person", "death", "location", "care_site", "provider"]) == {
         k: v for k, v in csv_counts(small).items() if k != "not_a_table"}
 
 
