@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+from pathlib import Path
 
 from l059_omop.errors import BadInput
 from l059_omop.resources import mappings_path, sql_path
@@ -29,7 +30,28 @@ def _jsonable(params: dict) -> dict:
     return {k: (v.isoformat() if isinstance(v, (dt.date, dt.datetime)) else v) for k, v in params.items()}
 
 
-def package_artefacts(contents, analysis: dict) -> dict:
+def _circe(vocab_engine):
+    """Circe JSON with concept sets resolved against ``vocab_engine``'s vocabulary, or, without one, against
+    the bundled vocabulary in a throw-away DuckDB database."""
+    from l059_omop.cohort import export_circe
+
+    if vocab_engine is not None:
+        return export_circe(vocab_engine)
+    import tempfile
+
+    from l059_omop.db.api import init_db
+    from l059_omop.db.engine import connect
+
+    with tempfile.TemporaryDirectory(prefix="l059_pkg_") as tmp:
+        engine = connect(f"duckdb:///{Path(tmp) / 'vocab.duckdb'}")
+        try:
+            init_db(engine)
+            return export_circe(engine)
+        finally:
+            engine.dispose()
+
+
+def package_artefacts(contents, analysis: dict, vocab_engine=None) -> dict:
     """Add rendered SQL, the whole OHDSI script and Circe JSON to ``contents``; return definition facts."""
     from l059_omop.cohort import definition as d
 
@@ -55,14 +77,10 @@ def package_artefacts(contents, analysis: dict) -> dict:
         except Exception as exc:  # noqa: BLE001
             contents.notes.append(f"cohort SQL not rendered for {dialect}: {str(exc).splitlines()[0][:200]}")
     try:
-        from l059_omop.cohort import export_circe
-
-        circe = export_circe()
-        if isinstance(circe, tuple):
-            circe = circe[0]
-        if isinstance(circe, (dict, list)):
-            circe = json.dumps(circe, indent=2)
-        contents.add("cohort/circe.json", circe)
+        circe = _circe(vocab_engine)
+        contents.add("cohort/circe.json", circe.json_text)
+        contents.add("cohort/circe.meta.json", json.dumps(circe.sidecar, indent=2, sort_keys=True) + "\n")
+        info["circe_sha256"] = circe.sha256
     except Exception as exc:  # noqa: BLE001
         contents.notes.append(f"Circe JSON not included: {str(exc).splitlines()[0][:200] if str(exc) else exc!r}")
     return info

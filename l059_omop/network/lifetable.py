@@ -130,8 +130,9 @@ def median(km: pd.DataFrame) -> tuple[float, float, float]:
             later = np.nonzero((surv < 0.5 - 1e-12) & (np.arange(len(surv)) > i))[0]
             if len(later):
                 med = (times[i] + times[later[0]]) / 2.0
-    lower = _first_time_at_or_below(times, np.nan_to_num(km["upper"].to_numpy(), nan=0.0))
-    upper = _first_time_at_or_below(times, np.nan_to_num(km["lower"].to_numpy(), nan=0.0))
+    # the lower band reaches 0.5 first: it gives the lower limit of the median
+    lower = _first_time_at_or_below(times, np.nan_to_num(km["lower"].to_numpy(), nan=0.0))
+    upper = _first_time_at_or_below(times, np.nan_to_num(km["upper"].to_numpy(), nan=0.0))
     return med, lower, upper
 
 

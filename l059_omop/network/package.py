@@ -105,7 +105,7 @@ def _add_tree(contents: PackageContents, root: Path, prefix: str, suffixes: tupl
     return n
 
 
-def _cohort_artefacts(contents: PackageContents, analysis: dict) -> dict:
+def _cohort_artefacts(contents: PackageContents, analysis: dict, vocab_engine=None) -> dict:
     """Rendered SQL per dialect and Circe JSON, from the cohort module when it offers them."""
     info: dict = {}
     try:
@@ -115,11 +115,11 @@ def _cohort_artefacts(contents: PackageContents, analysis: dict) -> dict:
         return info
     from l059_omop.network import cohort_bridge
 
-    info.update(cohort_bridge.package_artefacts(contents, analysis))
+    info.update(cohort_bridge.package_artefacts(contents, analysis, vocab_engine))
     return info
 
 
-def collect_contents(analysis: dict | None = None) -> tuple[PackageContents, dict, dict]:
+def collect_contents(analysis: dict | None = None, vocab_engine=None) -> tuple[PackageContents, dict, dict]:
     """The files of a package made from this installation, the definition facts for the manifest, and the
     complete analysis settings (with the cohort's and outcomes' parameters)."""
     analysis = {**DEFAULT_ANALYSIS, **(analysis or {})}
@@ -130,7 +130,7 @@ def collect_contents(analysis: dict | None = None) -> tuple[PackageContents, dic
     _add_tree(contents, mappings_path("concept_sets"), "concept_sets", (".yaml", ".yml"))
     _add_tree(contents, sql_path("outcomes"), "outcomes/sql", (".sql",))
     _add_tree(contents, sql_path("network"), "network/sql", (".sql",))
-    definition = _cohort_artefacts(contents, analysis)
+    definition = _cohort_artefacts(contents, analysis, vocab_engine)
     contents.add("settings/analysis.json", json.dumps(analysis, indent=2, sort_keys=True) + "\n")
     source = b"".join(contents.files[p] for p in sorted(contents.files)
                       if p.startswith(("cohort/ohdsi/", "concept_sets/")))
@@ -172,9 +172,13 @@ def write_zip(path: Path, manifest: dict, files: dict[str, bytes]) -> bytes:
     return manifest_bytes
 
 
-def make_package(out: Path, analysis: dict | None = None, created: dt.datetime | None = None) -> StudyPackage:
-    """Build the study package from this installation's definition files and write it to ``out``."""
-    contents, definition, merged = collect_contents(analysis)
+def make_package(out: Path, analysis: dict | None = None, created: dt.datetime | None = None,
+                 vocab_engine=None) -> StudyPackage:
+    """Build the study package from this installation's definition files and write it to ``out``.
+
+    ``vocab_engine``: a database whose vocabulary resolves the concept sets of the Circe JSON (default: the
+    bundled vocabulary)."""
+    contents, definition, merged = collect_contents(analysis, vocab_engine)
     manifest = build_manifest(contents, definition, merged, created)
     manifest_bytes = write_zip(Path(out), manifest, contents.files)
     return StudyPackage(manifest, dict(contents.files), sha256_bytes(manifest_bytes), str(out))

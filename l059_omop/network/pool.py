@@ -82,14 +82,25 @@ def _sum_cells(results: list[ResultSet], table: str, keys: list[str], value_cols
     return out
 
 
-def _km_summary(site: str, endpoint: str, subgroup: str, km: pd.DataFrame, ci_method: str, exact: bool) -> dict:
-    med, lo, hi = lifetable.median(km) if len(km) else (np.nan,) * 3
+def _km_summary(site: str, endpoint: str, subgroup: str, lt: pd.DataFrame, ci_method: str, exact: bool) -> dict:
+    """Median (R's quantile rule, also for the CI) and landmark rates, by the outcomes module's estimator,
+    so pooled and single-site reports agree."""
+    from l059_omop.outcomes.km import kaplan_meier_from_table
+
     row = {"site": site, "endpoint": endpoint, "subgroup": subgroup,
-           "n": int(km["at_risk"].iloc[0]) if len(km) else 0, "events": int(km["events"].sum()) if len(km) else 0,
-           "median_days": med, "median_lower_days": lo, "median_upper_days": hi}
-    for name, t in LANDMARKS.items():
-        s, l_, u = lifetable.survival_at(km, t) if len(km) else (np.nan,) * 3
-        row[name], row[f"{name}_lower"], row[f"{name}_upper"] = s, l_, u
+           "n": int(lt["at_risk"].iloc[0]) if len(lt) else 0, "events": int(lt["events"].sum()) if len(lt) else 0}
+    if len(lt):
+        km = kaplan_meier_from_table(lt[lifetable.COLUMNS], ci_method)
+        med, lo, hi = km.median()
+        at = km.at(list(LANDMARKS.values()))
+    else:
+        med = lo = hi = np.nan
+        at = pd.DataFrame({"survival": [np.nan] * 2, "lower": [np.nan] * 2, "upper": [np.nan] * 2})
+    row.update(median_days=med, median_lower_days=lo, median_upper_days=hi)
+    for i, name in enumerate(LANDMARKS):
+        row[name], row[f"{name}_lower"], row[f"{name}_upper"] = (float(at["survival"].iloc[i]),
+                                                                 float(at["lower"].iloc[i]),
+                                                                 float(at["upper"].iloc[i]))
     row["ci_method"] = ci_method
     row["exact"] = exact
     return row
@@ -122,14 +133,14 @@ def pool_results(results: list[ResultSet], ci_method: str = "log") -> Pooled:
             exact = bool(r.manifest.get("km_exact", False))
             km = lifetable.kaplan_meier(lt, ci_method)
             km_rows.append(km.assign(site=r.site, endpoint=ep, subgroup=sg))
-            summary_rows.append(_km_summary(r.site, ep, sg, km, ci_method, exact))
+            summary_rows.append(_km_summary(r.site, ep, sg, lt, ci_method, exact))
             lts.append(lt)
             contributing.append(r)
         missing = [s for s in sites if s not in {r.site for r in contributing}]
         exact = all(bool(r.manifest.get("km_exact", False)) for r in contributing)
         pooled = lifetable.kaplan_meier(lifetable.pool(lts), ci_method)
         km_rows.append(pooled.assign(site="pooled", endpoint=ep, subgroup=sg))
-        row = _km_summary("pooled", ep, sg, pooled, ci_method, exact)
+        row = _km_summary("pooled", ep, sg, pooled[lifetable.COLUMNS], ci_method, exact)
         row["sites"] = ";".join(r.site for r in contributing)
         row["missing_at"] = ";".join(missing)
         summary_rows.append(row)
@@ -259,6 +270,10 @@ def _figures(site_km: pd.DataFrame, pooled_km: pd.DataFrame, hrs: pd.DataFrame, 
             ax.plot([e], [yi], marker="D" if k != "site" else "s", color="black" if k != "site" else "tab:blue")
         ax.axvline(1.0, color="grey", ls="--", lw=1)
         ax.set_xscale("log")
+        from matplotlib.ticker import NullFormatter, ScalarFormatter
+
+        ax.xaxis.set_major_formatter(ScalarFormatter())
+        ax.xaxis.set_minor_formatter(NullFormatter())
         ax.set_yticks(y)
         ax.set_yticklabels(labels, fontsize=8)
         ax.set_xlabel("hazard ratio (95% CI, log scale)")

@@ -113,3 +113,10 @@ def test_meta_matches_metafor_bcg():
     assert r.q == pytest.approx(152.2330, abs=5e-4)
     assert r.fe_log_hr == pytest.approx(-0.4303, abs=5e-5)
     assert r.fe_se == pytest.approx(0.0405, abs=5e-5)
+
+
+def test_median_ci_is_ordered():
+    t, e = _sites(seed=5, n_sites=1)[0]
+    km = lifetable.kaplan_meier(lifetable.life_table(t, e))
+    med, lo, hi = lifetable.median(km)
+    assert lo <= med <= hi

@@ -39,6 +39,10 @@ def test_package_contents_and_manifest(study_zip):
     assert "settings/analysis.json" in names
     assert any(n.startswith("cohort/rendered/") for n in names)
     assert m["parameters"]["min_cell_count"] == 5
+    circe = json.loads(pkg.files["cohort/circe.json"])
+    assert circe["ConceptSets"] and circe["InclusionRules"]
+    assert m["definition"]["circe_sha256"]
+    assert not [n for n in m["notes"] if "not rendered" in n or "Circe" in n], m["notes"]
 
 
 def test_one_changed_sql_byte_is_refused(study_zip, tmp_path):
