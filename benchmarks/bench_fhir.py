@@ -64,24 +64,19 @@ def _iter_resources(folder: Path):
                 yield e["resource"]
 
 
-def _validate_files(files: list[str]) -> int:
+def _validate_task(task) -> int:
+    """json.loads + R4B model_validate of every resource of a loader task."""
     from fhir.resources.R4B import get_fhir_model_class
 
+    if task.kind == "ndjson":
+        resources = (json.loads(text) for _, text in task.lines)
+    else:
+        resources = (e["resource"] for e in json.loads(Path(task.locator).read_text(encoding="utf-8"))["entry"])
     n = 0
-    for res in (r for f in files for r in _iter_resources_file(Path(f))):
+    for res in resources:
         get_fhir_model_class(res["resourceType"]).model_validate(res)
         n += 1
     return n
-
-
-def _iter_resources_file(f: Path):
-    if f.suffix == ".ndjson":
-        with f.open(encoding="utf-8") as fh:
-            for line in fh:
-                yield json.loads(line)
-    else:
-        for e in json.loads(f.read_text(encoding="utf-8")).get("entry", []):
-            yield e["resource"]
 
 
 def _child(case: str, folder: str, db: str | None, workers: int) -> None:
@@ -92,16 +87,17 @@ def _child(case: str, folder: str, db: str | None, workers: int) -> None:
     if case == "parse":
         n = sum(1 for _ in _iter_resources(folder_p))
     elif case == "validate":
-        files = sorted(str(f) for f in folder_p.iterdir() if f.suffix in (".json", ".ndjson"))
+        # the loader's own chunks (NDJSON: 1,000 lines; a Bundle file each), validated in 1 or N processes
+        from l059_omop.etl.fhir.load import collect_files, file_tasks
+
+        tasks = file_tasks(collect_files([folder_p]), None)
         if workers == 1:
-            n = _validate_files(files)
+            n = sum(map(_validate_task, tasks))
         else:
             from concurrent.futures import ProcessPoolExecutor
 
-            # NDJSON files split by line ranges would balance better; files are many and similar here
-            chunks = [files[i::workers * 4] for i in range(workers * 4)]
             with ProcessPoolExecutor(workers) as ex:
-                n = sum(ex.map(_validate_files, chunks))
+                n = sum(ex.map(_validate_task, tasks, chunksize=1))
     else:
         import sqlalchemy as sa
 
