@@ -20,14 +20,21 @@ RENDER_DIALECTS = [d for d in DIALECTS if d != "sql server"]
 @click.option("--cohort-id", default=1059, show_default=True, type=click.IntRange(min=0))
 @click.option("--cohort-table", default="cohort", show_default=True)
 @click.option("--param", "params", multiple=True, metavar="NAME=VALUE", help="Override a COHORT.md number.")
+@click.option("--ohdsi-source", is_flag=True,
+              help="Write the OHDSI SQL source with its @parameters (for SqlRender) instead; --dialect names the file.")
 @pass_settings
 def command(settings: Settings, dialect: str, out: Path | None, cohort_id: int, cohort_table: str,
-            params: tuple[str, ...]) -> None:
+            params: tuple[str, ...], ohdsi_source: bool) -> None:
     """Render the cohort SQL (OHDSI SQL translated with sqlglot) for a database dialect."""
     from l059_omop.cohort import render_cohort_sql
+    from l059_omop.cohort.definition import ohdsi_sql
 
-    text = render_cohort_sql(dialect, cdm_schema=settings.cdm_schema, results_schema=settings.results_schema,
-                             cohort_id=cohort_id, cohort_table=cohort_table, params=parse_overrides(params))
+    if ohdsi_source:
+        text = ohdsi_sql(rendered=False)
+        dialect = "ohdsi_source"
+    else:
+        text = render_cohort_sql(dialect, cdm_schema=settings.cdm_schema, results_schema=settings.results_schema,
+                                 cohort_id=cohort_id, cohort_table=cohort_table, params=parse_overrides(params))
     if out is None:
         click.echo(text, nl=False)
         return

@@ -121,3 +121,15 @@ def test_rerun_replaces_and_parameters_change_the_cohort(cdm_engine):
     alt = _cohort(cdm_engine, "cohort_alt", 7)
     assert set(alt.subject_id) - set(first.subject_id) == {131}
     assert attrition.attrs["parameters"]["max_inr"] == 1.6
+
+
+def test_failed_run_drops_its_scratch_tables(cdm_engine):
+    from l059_omop.errors import RuntimeFailure
+
+    with cdm_engine.begin() as con:
+        con.execute(sa.text("drop table cdm.observation"))
+    with pytest.raises(RuntimeFailure, match="03_cohort_events"):
+        build_cohort(cdm_engine)
+    with cdm_engine.connect() as con:
+        left = con.execute(sa.text("select table_name from information_schema.tables where table_name like 'l059_%'"))
+        assert left.fetchall() == []
