@@ -173,8 +173,6 @@ def load_records(engine: Engine, mapping: str | Path, paths: list[str | Path], *
             pipe.stop()
             raise
         pipe.close()
-    if len(res.concepts) > 200_000:
-        res.concepts.clear()
     return RecordsResult(sink.report, [i.label for i in inputs], [str(p) for p in ignored])
 
 
@@ -197,6 +195,8 @@ def _mapped(spec: MappingSpec, inp: reader.Input, rtype: str, chunk: pd.DataFram
         rownums = rownums[keep].reset_index(drop=True)
         texts = [t for t, k in zip(texts, keep, strict=True) if k]
     pairs, _units = codes_needed(inp.source, chunk)
+    if len(res.concepts) > 200_000:  # bounded memory with a full vocabulary and many distinct codes
+        res.concepts.clear()
     if pairs:
         for key, m in vocab.resolve_many(pairs).items():
             res.concepts[key] = (m.source_concept_id, m.standard_concept_id)
