@@ -286,12 +286,19 @@ def aggregate(persons: pd.DataFrame, adverse_events: pd.DataFrame | None, attrit
     n = len(p)
     # the cohort size appears in many tables; it is published only where the attrition publishes it
     n_shown = None if is_small(n, k) else n
+    reason = SMALL
     if len(att) and att["persons_remaining"].iloc[-1] is pd.NA and k > 1:
-        n_shown = None
+        n_shown, reason = None, "withheld with the attrition"
+    if attrition is not None and len(attrition) and k > 1:
+        # analysed persons and the cohort differ (e.g. entries after the data cut-off): a small
+        # difference would show through the two published numbers
+        final = int(attrition.sort_values("rule_sequence")["persons_remaining"].iloc[-1])
+        if is_small(abs(final - n), k):
+            n_shown, reason = None, "withheld: differs from the cohort size by a small count"
     counts = [{"item": "persons", "value": n_shown}]
     if n_shown is None:
-        log.add("counts.csv", "persons", "value", SMALL if is_small(n, k) else "withheld with the attrition")
-        notes.append("cohort too small to publish: only the attrition is returned")
+        log.add("counts.csv", "persons", "value", reason)
+        notes.append(f"outcome tables not returned ({reason})")
         tables = {"attrition.csv": att, "counts.csv": pd.DataFrame(counts)}
         return Aggregates(tables, log, notes, k <= 1)
     subgroups = [s for s in settings.get("subgroups", []) if s in p]

@@ -24,6 +24,7 @@ RENDER_DIALECTS = ("postgresql", "duckdb", "spark", "databricks", "bigquery", "s
 
 # rendered scripts per (definition sha256, dialect): sqlglot takes seconds per dialect
 _RENDERED: dict[tuple[str, str], str] = {}
+_CIRCE: dict[tuple[str, str], object] = {}
 
 
 def _jsonable(params: dict) -> dict:
@@ -37,6 +38,11 @@ def _circe(vocab_engine):
 
     if vocab_engine is not None:
         return export_circe(vocab_engine)
+    from l059_omop.cohort import definition as d
+
+    key = (d.definition_sha256(), "circe-bundled")
+    if key in _CIRCE:
+        return _CIRCE[key]
     import tempfile
 
     from l059_omop.db.api import init_db
@@ -46,7 +52,8 @@ def _circe(vocab_engine):
         engine = connect(f"duckdb:///{Path(tmp) / 'vocab.duckdb'}")
         try:
             init_db(engine)
-            return export_circe(engine)
+            _CIRCE[key] = export_circe(engine)
+            return _CIRCE[key]
         finally:
             engine.dispose()
 

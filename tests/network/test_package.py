@@ -65,6 +65,25 @@ def test_one_changed_sql_byte_is_refused(study_zip, tmp_path):
     assert not (tmp_path / "r.zip").exists()
 
 
+def test_edited_definition_with_recomputed_checksums_is_refused(study_zip, tmp_path):
+    """Someone edits a rule and fixes the manifest's checksum: the files verify, but the definition is not
+    the one this l059-omop release runs, so run-package refuses it before touching the database."""
+    from l059_omop.network import cohort_bridge
+    from l059_omop.network.package import sha256_bytes
+
+    target = _first_sql(study_zip)
+    with zipfile.ZipFile(study_zip) as z:
+        edited = z.read(target) + b"\n-- edited\n"
+        manifest = json.loads(z.read("manifest.json"))
+    manifest["files"][target] = sha256_bytes(edited)
+    bad = tmp_path / "edited.zip"
+    _rewrite(study_zip, bad, lambda n, d: edited if n == target else json.dumps(manifest) if n == "manifest.json"
+             else d)
+    pkg = verify_package(bad)
+    with pytest.raises(BadInput, match=f"incompatible version.*{target}"):
+        cohort_bridge.check_definition(pkg)
+
+
 def test_extra_or_missing_file_is_refused(study_zip, tmp_path):
     extra = tmp_path / "extra.zip"
     _rewrite(study_zip, extra, lambda n, d: d)
