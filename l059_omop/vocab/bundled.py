@@ -1,7 +1,8 @@
 """The vocabulary that ships with l059-omop, assembled as Athena-shaped frames.
 
 Sources (see data/vocabulary/SOURCES.md): the verified subset, the partly verified rows completed by
-PARTIAL_FILLS.csv, the derived level-1 ancestry, and the local L059 concepts. Concept ancestry is closed
+PARTIAL_FILLS.csv, the rows added later (CONCEPT_ADDED.csv, adverse events), the derived level-1 ancestry,
+and the local L059 concepts. Concept ancestry is closed
 transitively and every standard concept gets its self row, as Athena's CONCEPT_ANCESTOR has.
 """
 
@@ -134,10 +135,12 @@ def bundled_vocabulary(version: str) -> dict[str, pd.DataFrame]:
     local = local_concepts()
     concept = pd.concat([read_athena(d / "CONCEPT.csv", "concept"),
                          _apply_fills(read_athena(d / "CONCEPT_PARTIAL.csv", "concept")),
+                         read_athena(d / "CONCEPT_ADDED.csv", "concept"),
                          local["concept"]], ignore_index=True)
     concept = concept[concept["vocabulary_id"] != "vocabulary_id"].drop_duplicates("concept_id")
     rel = pd.concat([read_athena(d / "CONCEPT_RELATIONSHIP.csv", "concept_relationship"),
                      read_athena(d / "CONCEPT_RELATIONSHIP_PARTIAL.csv", "concept_relationship"),
+                     read_athena(d / "CONCEPT_RELATIONSHIP_ADDED.csv", "concept_relationship"),
                      local["concept_relationship"]], ignore_index=True).drop_duplicates(
         ["concept_id_1", "concept_id_2", "relationship_id"])
     known = set(concept["concept_id"])
