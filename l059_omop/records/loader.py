@@ -182,13 +182,15 @@ def _mapped(spec: MappingSpec, inp: reader.Input, rtype: str, chunk: pd.DataFram
     n_read = len(chunk)
     chunk = chunk.reset_index(drop=True)
     rownums = rownums.reset_index(drop=True)
-    # undecodable bytes (U+FFFD) -> quarantined, not guessed
+    # undecodable bytes (U+FFFD) and NUL characters (no database stores them in text) -> quarantined
     texts = _row_text(chunk)
-    badenc = np.fromiter((reader.BAD_BYTES in t for t in texts), dtype=bool, count=len(texts))
+    badenc = np.fromiter((reader.BAD_BYTES in t or "\x00" in t for t in texts), dtype=bool, count=len(texts))
     quarantine: list[Quarantined] = []
     if badenc.any():
         quarantine += [Quarantined(rtype, None, f"{inp.label}:row {rownums.iat[i]}",
-                                   f"bytes not valid in encoding {inp.source.encoding}: row not loaded", None)
+                                   f"bytes not valid in encoding {inp.source.encoding}: row not loaded"
+                                   if reader.BAD_BYTES in texts[i] else "NUL character in a cell: row not loaded",
+                                   None)
                        for i in np.flatnonzero(badenc)]
         keep = ~badenc
         chunk = chunk[keep].reset_index(drop=True)

@@ -137,7 +137,7 @@ def test_wrong_encoding_quarantines_rows_and_a_bad_header_fails(tmp_path, rec_du
 def test_undecodable_row_is_quarantined(tmp_path, rec_duckdb):
     folder = extracts.write(tmp_path / "x")
     with (folder / "diagnoses.csv").open("ab") as fh:
-        fh.write(b"ZY000123,2022-03-01,C34.901," + b"\xc3\x28\xff\r\n")
+        fh.write(b"ZY000123-010,ZY000123,2022-03-01,C34.901," + b"\xc3\x28\xff,x\r\n")
     rep = load_records(rec_duckdb, spec_copy(tmp_path), [folder]).report
     t = rep.types["diagnoses"]
     assert t.quarantined["bytes not valid in encoding utf-8-sig"] == 1 and t.mapped == 3
