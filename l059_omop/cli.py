@@ -40,6 +40,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "package": ("package", "Export the study package for network sites."),
     "run-package": ("run_package", "Run a study package at a site; aggregate-only results."),
     "pool": ("pool", "Pool aggregate results from several sites."),
+    "build-eras": ("build_eras", "Derive drug_era and condition_era from the exposures (30-day gaps)."),
 }
 
 
