@@ -206,8 +206,8 @@ def map_patient(res: dict, ctx: Context, r: Rules, sid: str) -> SourceUnit:
     if res.get("deceasedDateTime"):
         d, d_dt = parse_when(res["deceasedDateTime"], ctx, "deceasedDateTime")
         u.rows.append(("death", dict(person_id=person_ref(sid), death_date=d, death_datetime=d_dt,
-                                     death_type_concept_id=r.type_concept("Patient"), cause_concept_id=0,
-                                     cause_source_concept_id=0)))
+                                     death_type_concept_id=r.type_concept("Patient"), cause_concept_id=None,
+                                     cause_source_concept_id=None)))
     elif res.get("deceasedBoolean") is True:
         u.imputed.append("deceasedBoolean without a date: no death row")
     return u
@@ -226,7 +226,7 @@ def map_encounter(res: dict, ctx: Context, r: Rules, sid: str) -> SourceUnit:
         visit_concept_id=int(r.raw["visit_class"].get(code, 0)), visit_start_date=start,
         visit_start_datetime=start_dt, visit_end_date=end or start, visit_end_datetime=end_dt,
         visit_type_concept_id=r.type_concept("Encounter"), visit_source_value=(code or "")[:50] or None,
-        visit_source_concept_id=0, admitted_from_concept_id=0, discharged_to_concept_id=0)))
+        visit_source_concept_id=0, admitted_from_concept_id=None, discharged_to_concept_id=None)))
     return u
 
 
