@@ -221,29 +221,29 @@ def _coarsen_counts(times: np.ndarray, d: np.ndarray, c: np.ndarray, k: int) -> 
         return bool(np.all((v == 0) | (v >= k)))
 
     n_groups, nt = d.shape
-    bins: list[dict] = []  # each: time, events (vector), censored (vector)
+    bins: list[dict] = []  # each: time, event times with counts, events (vector), censored (vector)
     d_acc = np.zeros(n_groups, dtype=np.int64)
     c_pending = np.zeros(n_groups, dtype=np.int64)
-    last_event_time = None
+    ev_times: list[tuple[float, int]] = []
     for j in range(nt):
         d_acc += d[:, j]
         c_pending += c[:, j]
         if d[:, j].sum() > 0:
-            last_event_time = times[j]
+            ev_times.append((float(times[j]), int(d[:, j].sum())))
         release = np.where(c_pending >= k, c_pending, 0)
         if d_acc.sum() >= k and ok(d_acc):
-            bins.append({"time": float(last_event_time), "events": d_acc.copy(), "censored": release})
+            bins.append({"time": None, "ev": ev_times, "events": d_acc.copy(), "censored": release})
             c_pending = c_pending - release
             d_acc[:] = 0
+            ev_times = []
         elif d_acc.sum() == 0 and release.sum() > 0:
-            bins.append({"time": float(times[j]), "events": d_acc.copy(), "censored": release})
+            bins.append({"time": float(times[j]), "ev": [], "events": d_acc.copy(), "censored": release})
             c_pending = c_pending - release
     if d_acc.sum() or c_pending.sum():
         if not bins:
             return None
         bins[-1]["events"] = bins[-1]["events"] + d_acc
-        if d_acc.sum() and last_event_time is not None:
-            bins[-1]["time"] = float(last_event_time)
+        bins[-1]["ev"] = bins[-1]["ev"] + ev_times
         # censorings still pending at the end join the latest bin that already releases >= k of that
         # group's censorings (they leave the risk set a little early); otherwise the last bin
         for g in np.nonzero(c_pending)[0]:
@@ -256,10 +256,17 @@ def _coarsen_counts(times: np.ndarray, d: np.ndarray, c: np.ndarray, k: int) -> 
         last = bins.pop()
         bins[-1]["events"] = bins[-1]["events"] + last["events"]
         bins[-1]["censored"] = bins[-1]["censored"] + last["censored"]
-        if last["events"].sum():
-            bins[-1]["time"] = last["time"]
+        bins[-1]["ev"] = bins[-1]["ev"] + last["ev"]
+        if bins[-1]["time"] is not None and not bins[-1]["ev"]:
+            bins[-1]["time"] = max(bins[-1]["time"], last["time"] or bins[-1]["time"])
     if not bins:
         return None
+    for b in bins:
+        if b["ev"]:
+            # the bin's events are placed at their median time (an observed event time): placing them at
+            # the first or last one would bias the curve down or up by up to a bin's width
+            ts = np.repeat([t for t, _ in b["ev"]], [n for _, n in b["ev"]])
+            b["time"] = float(ts[(len(ts) - 1) // 2])
     out = []
     btime = np.array([b["time"] for b in bins])
     for gi in range(n_groups):

@@ -182,3 +182,23 @@ def test_run_package_cli_on_duckdb(study_zip, site_urls, tmp_path):
     assert r.manifest["site"] == "site_a" and r.manifest["dialect"] == "duckdb"
     res = CliRunner().invoke(main, ["pool", str(out), str(out), "--out", str(tmp_path / "p")])
     assert res.exit_code == 2 and "more than once" in res.output
+
+
+def test_coarsened_pooled_km_stays_close_to_exact(unsuppressed, site_data, package):
+    """Suppression (default min cell count 5) costs precision, not much: while >= 50 persons are at risk
+    the pooled curve from the coarsened tables stays within 0.05 of the exact one."""
+    exact = pool_results([read_results(unsuppressed[s]) for s in SITES]).tables["pooled_km.csv"]
+    coarse = pool_results([results_from(package, s, site_data[s], min_cell_count=5)[0]
+                           for s in SITES]).tables["pooled_km.csv"]
+    for ep in ("os", "pfs"):
+        e = exact[(exact["endpoint"] == ep) & (exact["subgroup"] == "all")]
+        c = coarse[(coarse["endpoint"] == ep) & (coarse["subgroup"] == "all")]
+        until = e.loc[e["at_risk"] >= 50, "time"].max()
+        grid = np.arange(0, until)
+
+        assert np.abs(_step(e, grid) - _step(c, grid)).max() < 0.05, ep
+
+
+def _step(km: pd.DataFrame, grid: np.ndarray) -> np.ndarray:
+    idx = np.searchsorted(km["time"].to_numpy(), grid, side="right") - 1
+    return np.where(idx >= 0, km["survival"].to_numpy()[np.maximum(idx, 0)], 1.0)
