@@ -167,7 +167,7 @@ def coarsen_joint(time: Sequence[float], event: Sequence[int | bool], groups: di
     their sum. Rules (min_cell_count k > 1):
 
     - a bin closes at the first time when "all" has >= k events since the last bin and every group has 0
-      or >= k; the bin's time is its last event time, its at_risk the number at risk at its start;
+      or >= k; the bin's time is the median time of its events, its at_risk the number at risk at its start;
     - censorings are released in a bin only once a group has >= k of them pending; until then those
       persons count as still at risk (a small, documented shift of their censoring time);
     - what remains at the end goes into the last bin (merged backwards until it is safe).
