@@ -28,11 +28,14 @@ class InitResult:
 
     def summary_lines(self) -> list[str]:
         t, v, c = self.tables, self.vocabulary, self.constraints
+        kept = (f"vocabulary: {v.source} was not loaded: the database already holds a vocabulary (load a "
+                "different one into a fresh database)") if v.source != "bundled" else None
         if not self.changed:
-            return [f"nothing to do: all {len(t.existing)} tables exist and the vocabulary is loaded"]
+            return [f"nothing to do: all {len(t.existing)} tables exist and the vocabulary is loaded"] + (
+                [kept] if kept else [])
         lines = [f"tables: {len(t.created)} created, {len(t.existing)} already present"]
         if v.skipped:
-            lines.append("vocabulary: already loaded, left as it is")
+            lines.append(kept or "vocabulary: already loaded, left as it is")
         else:
             detail = ", ".join(f"{k} {n:,}" for k, n in v.rows.items())
             lines.append(f"vocabulary ({v.source}): {v.total:,} rows ({detail})"

@@ -123,6 +123,15 @@ def test_init_db_with_athena_folder(db_url, tmp_path):
     assert again.exit_code == 0 and again.output.startswith("nothing to do"), again.output
 
 
+def test_vocab_folder_on_a_database_with_a_vocabulary(tmp_path, duckdb_url):
+    """A vocabulary is never replaced in place, and the user is told the folder was not loaded."""
+    athena = write_athena(tmp_path / "athena")
+    assert CliRunner().invoke(main, ["--db", duckdb_url, "-q", "init-db"]).exit_code == 0
+    res = CliRunner().invoke(main, ["--db", duckdb_url, "init-db", "--vocab", str(athena)], catch_exceptions=False)
+    assert res.exit_code == 0
+    assert f"{athena} was not loaded" in res.output
+
+
 def test_vocab_folder_without_concept_file(tmp_path, duckdb_url):
     empty = tmp_path / "empty"
     empty.mkdir()
