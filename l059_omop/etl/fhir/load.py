@@ -62,7 +62,8 @@ def file_tasks(files: list[tuple[Path, bool]], timezone: str | None, validate: b
         if _is_ndjson(path):
             opener = gzip.open if path.name.lower().endswith(".gz") else open
             chunk: list = []
-            with opener(path, "rt", encoding="utf-8-sig") as fh:
+            # bytes that are not UTF-8 stay as surrogates: the worker quarantines that line, the rest loads
+            with opener(path, "rt", encoding="utf-8-sig", errors="surrogateescape") as fh:
                 for lineno, line in enumerate(fh, 1):
                     if not line.strip():
                         continue
