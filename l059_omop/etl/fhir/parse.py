@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections import Counter
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -104,6 +105,10 @@ def process_resource(res, ctx: Context, payload: str | None, out: Result, valida
         return
     if payload is None:
         payload = _dumps(res)
+    if _lone_surrogate(res, payload):
+        out.quarantined.append(Quarantined(rtype, sid, ctx.locator, "invalid unicode: a lone surrogate "
+                                           "(\\ud800-\\udfff escape) in a string", payload))
+        return
     if "modifierExtension" in payload:
         url = unknown_modifier_extension(res, r.known_modifier_extensions)
         if url:
@@ -142,6 +147,20 @@ def process_resource(res, ctx: Context, payload: str | None, out: Result, valida
         out.definitions.append(got)
 
 
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+
+
+def _lone_surrogate(res: dict, payload: str) -> bool:
+    """JSON may escape a lone UTF-16 surrogate ("\\ud800"); such a string cannot be stored as UTF-8."""
+    if payload.isascii() and not _SURROGATE_ESCAPE.search(payload):
+        return False
+    try:
+        (payload if not _SURROGATE_ESCAPE.search(payload) else _dumps(res)).encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
 @lru_cache(maxsize=1)
 def _mapped_types() -> frozenset:
     from l059_omop.etl.fhir.mappers import MAPPERS
@@ -175,6 +194,11 @@ def type_priority(resource_type: str | None) -> int:
 def process_bundle(bundle: dict, locator: str, timezone: str | None, out: Result, validate: bool = True) -> None:
     """Every entry of a Bundle (any type), references resolved within it (fullUrl, conditional, contained)."""
     entries = bundle.get("entry") or []
+    if not isinstance(entries, list):
+        out.read[None] += 1
+        out.quarantined.append(Quarantined(None, None, locator, "not a Bundle: entry is not a list",
+                                           _dumps(bundle)[:100000]))
+        return
     ctx = Context(locator=locator, timezone=timezone)
     for e in entries:
         res = e.get("resource") if isinstance(e, dict) else None
@@ -205,7 +229,12 @@ def process_bundle(bundle: dict, locator: str, timezone: str | None, out: Result
     order = sorted(range(len(entries)), key=lambda i: prio(entries[i]))
     for i in order:
         e = entries[i]
-        res = e.get("resource") if isinstance(e, dict) else None
+        if not isinstance(e, dict):
+            out.read[None] += 1
+            out.quarantined.append(Quarantined(None, None, f"{locator}#entry[{i}]",
+                                               "not a Bundle entry: not a JSON object", _dumps(e)))
+            continue
+        res = e.get("resource")
         if res is None:
             continue  # a DELETE / GET request entry carries no resource
         if (e.get("search") or {}).get("mode") == "outcome":
@@ -225,8 +254,15 @@ def run_task(task: Task) -> Result:
         for lineno, text in task.lines or []:
             ctx = Context(locator=f"{task.locator}:{lineno}", timezone=task.timezone)
             try:
+                text.encode("utf-8")
+            except UnicodeEncodeError:  # bytes that are not UTF-8 (read with surrogateescape)
+                out.read[None] += 1
+                out.quarantined.append(Quarantined(None, None, ctx.locator, "invalid UTF-8: bytes that are not "
+                                                   "UTF-8 in the line", text[:100000]))
+                continue
+            try:
                 res = json.loads(text)
-            except ValueError as exc:
+            except (ValueError, RecursionError) as exc:
                 out.read[None] += 1
                 out.quarantined.append(Quarantined(None, None, ctx.locator, f"invalid JSON: {exc}", text[:100000]))
                 continue
@@ -240,7 +276,7 @@ def run_task(task: Task) -> Result:
         try:
             text = Path(task.locator).read_text(encoding="utf-8-sig")
             data = json.loads(text)
-        except (ValueError, UnicodeDecodeError) as exc:
+        except (ValueError, UnicodeDecodeError, RecursionError) as exc:
             out.read[None] += 1
             out.quarantined.append(Quarantined(None, None, task.locator, f"invalid JSON: {exc}", None))
             return out
