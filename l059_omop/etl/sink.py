@@ -165,9 +165,11 @@ class Sink:
     def _flush_quarantine(self, con: Connection) -> None:
         if not self._pending_q:
             return
-        df = pd.DataFrame([{"run_id": self.run_id, "source_locator": q.locator, "resource_type": q.resource_type,
-                            "resource_id": q.source_id, "reason": q.reason,
-                            "payload": q.payload[:1_000_000] if q.payload else None} for q in self._pending_q])
+        # rejected input is hostile by nature: its text must not make the quarantine write itself fail
+        df = pd.DataFrame([{"run_id": self.run_id, "source_locator": _db_text(q.locator),
+                            "resource_type": _db_text(q.resource_type, 64), "resource_id": _db_text(q.source_id, 255),
+                            "reason": _db_text(q.reason), "payload": _db_text(q.payload, 1_000_000) or None}
+                           for q in self._pending_q])
         bulk.insert_frame(con, self.etl, "quarantine", df)
         self._pending_q = []
 
@@ -236,6 +238,8 @@ class Sink:
         if not todo:
             return []
         routed = self._route(todo)
+        todo = [u for u, rows in zip(todo, routed, strict=True) if rows is not None]
+        routed = [rows for rows in routed if rows is not None]
         # references: a unit is ready when every Ref it points to (not its own) exists
         info = []
         own_all: set[Ref] = set()
@@ -304,7 +308,8 @@ class Sink:
             return Ref("death", "Patient", row["person_id"].source_id, "death")
         return row[TABLE_ID[table]]
 
-    def _route(self, units: list[SourceUnit]) -> list[list[tuple[str, dict]]]:
+    def _route(self, units: list[SourceUnit]) -> list[list[tuple[str, dict]] | None]:
+        """Rows per unit; None (and the unit quarantined) when its values cannot make a storable row."""
         pairs = {p for u in units for f in u.facts for p in (f.code, f.value_code, f.unit, *f.alt_codes) if p}
         lookup = self.vocab.resolve_many(pairs) if pairs else {}
         out = []
@@ -312,12 +317,19 @@ class Sink:
             rows = list(u.rows)
             unmapped: list = []
             routed_by_key: dict[str, str] = {}
-            for f in u.facts:
-                if f.event is not None and f.event.table == "*":
-                    f = _with_event_table(f, routed_by_key)
-                table, row = route(f, u.resource_type, u.source_id, lookup, unmapped)
-                routed_by_key[f.key] = table
-                rows.append((table, row))
+            try:
+                for f in u.facts:
+                    if f.event is not None and f.event.table == "*":
+                        f = _with_event_table(f, routed_by_key)
+                    table, row = route(f, u.resource_type, u.source_id, lookup, unmapped)
+                    routed_by_key[f.key] = table
+                    rows.append((table, row))
+                _check_dates(rows)
+            except (ValueError, OverflowError, TypeError) as exc:  # e.g. days supply 10**20: no end date
+                self.quarantine(Quarantined(u.resource_type, u.source_id, u.locator,
+                                            f"mapping failed: {type(exc).__name__}: {exc}"))
+                out.append(None)
+                continue
             for v, c in unmapped:
                 self.report.unmapped[f"{v}|{c}"] += 1
             out.append(rows)
@@ -623,7 +635,7 @@ class Sink:
                 self._flush_quarantine(con)
             con.execute(self._t("load_run").update().where(self._t("load_run").c.run_id == self.run_id).values(
                 finished_at=dt.datetime.now(dt.timezone.utc).replace(tzinfo=None), status=status,
-                counts_json=self.report.to_json()))
+                counts_json=_db_text(self.report.to_json())))
 
 
 class _Begin:
@@ -661,6 +673,31 @@ def _with_event_table(f: Fact, routed_by_key: dict[str, str]) -> Fact:
     if table is None:
         return replace(f, event=None)
     return replace(f, event=Ref(table, f.event.resource_type, f.event.source_id, f.event.row))
+
+
+_YEARS = (1800, 2200)  # dates outside are no clinical fact (and beyond pandas' datetime64[ns], 1677-2262)
+
+
+def _check_dates(rows: list[tuple[str, dict]]) -> None:
+    for table, row in rows:
+        for k, v in row.items():
+            if isinstance(v, (dt.date, dt.datetime)) and not _YEARS[0] <= v.year <= _YEARS[1]:
+                raise ValueError(f"implausible date: {table}.{k} = {v.isoformat()} (outside {_YEARS[0]}-{_YEARS[1]})")
+
+
+def _db_text(value, limit: int | None = None) -> str | None:
+    """Text every database stores: cut to the column's length, NUL and lone surrogates (from JSON escapes
+    such as \\ud800, which UTF-8 cannot encode) written as backslash escapes."""
+    if value is None:
+        return None
+    text = str(value)[:limit] if limit else str(value)
+    if "\x00" in text:
+        text = text.replace("\x00", "\\x00")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text
 
 
 def dumps_payload(resource) -> str:
