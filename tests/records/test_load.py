@@ -101,16 +101,22 @@ def test_reload_is_idempotent(rec_engine, tmp_path):
     assert not second.report.rows_inserted
 
 
-def test_xlsx_gives_the_same_rows_as_csv(rec_engine, rec_duckdb, tmp_path):
+def test_xlsx_gives_the_same_rows_as_csv(rec_duckdb, tmp_path):
+    from l059_omop.db.api import init_db
+
+    rec_engine = sa.create_engine(f"duckdb:///{tmp_path / 'xlsx.duckdb'}")
+    init_db(rec_engine)
     xspec = spec_copy(tmp_path / "xs", lambda t: re.sub(r'file: "([^"]+)\*\.csv"', r"sheet: \1", t))
     book = extracts.write_xlsx(tmp_path / "export.xlsx")
     rep = load_records(rec_engine, xspec, [book]).report
     assert rep.quarantined == 0 and rep.check() == []
     load_records(rec_duckdb, spec_copy(tmp_path / "cs"), [extracts.write(tmp_path / "x")])
     assert dump(rec_duckdb) == dump(rec_engine)
+    rec_engine.dispose()
 
 
-def test_unknown_column_fails_before_loading(rec_engine, tmp_path):
+def test_unknown_column_fails_before_loading(rec_duckdb, tmp_path):
+    rec_engine = rec_duckdb
     spec = spec_copy(tmp_path)
     folder = extracts.write(tmp_path / "x")
     df = pd.read_csv(folder / "lab_results.csv", dtype=str, encoding="utf-8-sig").rename(columns={"ref_range": "reference"})
