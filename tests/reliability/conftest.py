@@ -124,3 +124,24 @@ def synth_records(tmp_path_factory) -> Path:
     return out
 
 
+
+
+def pytest_terminal_summary(terminalreporter):
+    """The figures RELIABILITY.md quotes: inputs tried, kills survived, concurrent loads run."""
+    import sys as _sys
+
+    lines = []
+    for mod, names in (("tests.reliability.test_fuzz_fhir", ("FIGURES",)),
+                       ("tests.reliability.test_fuzz_records", ("FIGURES",)),
+                       ("tests.reliability.test_interrupt", ("FIGURES",)),
+                       ("tests.reliability.test_concurrency", ("FIGURES",)),
+                       ("tests.reliability.test_injection", ("FIGURES",)),
+                       ("tests.reliability.test_privacy", ("FIGURES",))):
+        m = _sys.modules.get(mod)
+        for n in names:
+            if m is not None and getattr(m, n, None):
+                lines.append(f"{mod.rsplit('.', 1)[-1]}.{n}: {getattr(m, n)}")
+    if lines:
+        terminalreporter.section("reliability figures")
+        for line in lines:
+            terminalreporter.write_line(line)

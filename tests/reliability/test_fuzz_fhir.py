@@ -194,7 +194,7 @@ def fhir_input(draw, entries):
     return name, data, "+".join(kinds)
 
 
-def check_run(engine, report) -> None:
+def check_run(engine, report, figures: dict | None = None) -> None:
     """The run's counts reconcile, in the report and in etl.load_run, and quarantine rows match."""
     assert not report.check(), report.check()
     assert report.read == report.mapped + report.quarantined + report.skipped
@@ -211,9 +211,10 @@ def check_run(engine, report) -> None:
         assert c["read"] == c["mapped"] + sum(c["quarantined"].values()) + sum(c["skipped"].values()), t
     assert len(qrows) == report.quarantined
     assert all(reason and reason.strip() and loc for reason, loc in qrows)
-    FIGURES["inputs"] += 1
-    FIGURES["records_read"] += report.read
-    FIGURES["quarantined"] += report.quarantined
+    figures = FIGURES if figures is None else figures
+    figures["inputs"] += 1
+    figures["records_read"] += report.read
+    figures["quarantined"] += report.quarantined
 
 
 def _fuzz(url: str, synth_fhir, tmp_path, max_examples: int) -> None:
