@@ -106,7 +106,7 @@ def _km_summary(site: str, endpoint: str, subgroup: str, lt: pd.DataFrame, ci_me
     return row
 
 
-def pool_results(results: list[ResultSet], ci_method: str = "log") -> Pooled:
+def pool_results(results: list[ResultSet], ci_method: str = "log", figures: bool = True) -> Pooled:
     _check_sites(results)
     sites = [r.site for r in results]
     out = Pooled(sites)
@@ -190,7 +190,8 @@ def pool_results(results: list[ResultSet], ci_method: str = "log") -> Pooled:
         "km_exact": all(bool(r.manifest.get("km_exact")) for r in results),
         "suppressed_cells": int(len(t["suppressed_cells_by_site.csv"])),
     }
-    out.figures = _figures(t["site_km.csv"], t["pooled_km.csv"], hrs, t["meta_analysis.csv"])
+    if figures:
+        out.figures = _figures(t["site_km.csv"], t["pooled_km.csv"], hrs, t["meta_analysis.csv"])
     return out
 
 

@@ -60,7 +60,7 @@ def test_sites_ran_on_their_engines(site_data):
 def test_pooled_km_equals_km_of_union(unsuppressed, site_data):
     from l059_omop.outcomes.km import kaplan_meier as outcomes_km
 
-    pooled = pool_results([read_results(unsuppressed[s]) for s in SITES])
+    pooled = pool_results([read_results(unsuppressed[s]) for s in SITES], figures=False)
     union = read_results(unsuppressed["union"])
     assert pooled.manifest["km_exact"]
     km = pooled.tables["pooled_km.csv"]
@@ -88,7 +88,7 @@ def test_pooled_km_equals_km_of_union(unsuppressed, site_data):
 
 
 def test_pooled_counts_equal_union(unsuppressed):
-    pooled = pool_results([read_results(unsuppressed[s]) for s in SITES])
+    pooled = pool_results([read_results(unsuppressed[s]) for s in SITES], figures=False)
     union = read_results(unsuppressed["union"])
     t = pooled.tables
     pa = t["pooled_attrition.csv"].set_index("rule_sequence")
@@ -187,9 +187,9 @@ def test_run_package_cli_on_duckdb(study_zip, site_urls, tmp_path):
 def test_coarsened_pooled_km_stays_close_to_exact(unsuppressed, site_data, package):
     """Suppression (default min cell count 5) costs precision, not much: while >= 50 persons are at risk
     the pooled curve from the coarsened tables stays within 0.05 of the exact one."""
-    exact = pool_results([read_results(unsuppressed[s]) for s in SITES]).tables["pooled_km.csv"]
+    exact = pool_results([read_results(unsuppressed[s]) for s in SITES], figures=False).tables["pooled_km.csv"]
     coarse = pool_results([results_from(package, s, site_data[s], min_cell_count=5)[0]
-                           for s in SITES]).tables["pooled_km.csv"]
+                           for s in SITES], figures=False).tables["pooled_km.csv"]
     for ep in ("os", "pfs"):
         e = exact[(exact["endpoint"] == ep) & (exact["subgroup"] == "all")]
         c = coarse[(coarse["endpoint"] == ep) & (coarse["subgroup"] == "all")]

@@ -68,7 +68,7 @@ def test_three_engines_pool_to_the_union(spark_site_c, site_data, package, tmp_p
     results = [results_from(package, s, site_data[s], min_cell_count=1)[0] for s in ("site_a", "site_b")]
     results.append(read_results(path_c))
     assert [r.manifest["dialect"] for r in results] == ["duckdb", "postgresql", "spark"]
-    pooled = pool_results(results)
+    pooled = pool_results(results, figures=False)
     union, _ = results_from(package, "union", site_data["union"], min_cell_count=1)
     km = pooled.tables["pooled_km.csv"]
     for ep in ("os", "pfs"):
