@@ -103,10 +103,11 @@ def import_cdm(engine: Engine, directory: Path, cdm_schema: str = "cdm", results
     for table, n in filled.items():
         if not replace:
             raise BadInput(f"table {cdm_schema}.{table} already has {n} rows (use --replace)", file=str(directory))
+    # Foreign keys (present after init-db, or from an earlier import) go before the load and are added again,
+    # and checked, after it, as OHDSI's split DDL does: files load in any order, and rows elsewhere may
+    # reference rows being replaced.
+    drop_foreign_keys(engine, cdm_schema)
     if filled:
-        # rows elsewhere may reference the rows being replaced: the foreign keys go and are added again
-        # (and checked) after the load, as on a first import
-        drop_foreign_keys(engine, cdm_schema)
         with engine.begin() as con:
             for table in filled:
                 con.execute(sa.text(f"delete from {cdm_schema}.{table}"))
