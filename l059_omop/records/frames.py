@@ -173,9 +173,12 @@ class FrameWriter:
         rows_with_output = sorted({r for tr in b.outputs for r in tr.rownums.tolist()})
         keys = {(rt, b.source_ids[r]) for r in rows_with_output}
         existing = s._fetch_resources(keys) if keys and not fresh else {}
-        unchanged = {r for r in rows_with_output
-                     if existing.get((rt, b.source_ids[r]), (None,))[0] == b.content[r]}
-        replaced = {r for r in rows_with_output if (rt, b.source_ids[r]) in existing and r not in unchanged}
+        if existing:
+            unchanged = {r for r in rows_with_output
+                         if existing.get((rt, b.source_ids[r]), (None,))[0] == b.content[r]}
+            replaced = {r for r in rows_with_output if (rt, b.source_ids[r]) in existing and r not in unchanged}
+        else:  # a first load: nothing to compare
+            unchanged, replaced = set(), set()
         res.mapped = res.unchanged = len(unchanged)
         old = s._fetch_map({(rt, b.source_ids[r]) for r in replaced}, con) if replaced else {}
         # person links: this batch's own patients, else the run's / the database's
@@ -245,7 +248,7 @@ class FrameWriter:
             s._flush_quarantine(con)
             return res
         new_ids = {(t, int(i)) for part in map_parts
-                   for t, i in zip(part["omop_table"], part["omop_id"], strict=True)}
+                   for t, i in zip(part["omop_table"], part["omop_id"], strict=True)} if old else set()
         by_table: dict[str, list[int]] = defaultdict(list)
         for ref, oid in old.items():
             if ref.table in _REFERENCED and (ref.table, oid) in new_ids:
@@ -276,8 +279,8 @@ class FrameWriter:
             "source_id": [b.source_ids[r] for r in rows], "version_id": None, "last_updated": None,
             "content_sha256": [b.content[r] for r in rows], "run_id": s.run_id,
             "locator": [b.locators[r] for r in rows], "imputed": None}))
-        persons = sorted({int(p) for fs in frames.values() for f in fs if "person_id" in f
-                          for p in f["person_id"].tolist()})
+        pcols = [f["person_id"] for fs in frames.values() for f in fs if "person_id" in f]
+        persons = sorted(pd.concat(pcols, ignore_index=True).astype("int64").unique().tolist()) if pcols else []
         if persons:
             bulk.insert_frame(con, s.etl, "touched_person",
                               pd.DataFrame({"run_id": s.run_id, "person_id": pd.array(persons, dtype="int64")}))
