@@ -1,9 +1,9 @@
 """Pool aggregate results of several sites: attrition and counts summed, Kaplan-Meier from the summed life
 tables, inverse-variance meta-analysis of hazard ratios, plots and a self-contained report.
 
-A value suppressed at a site is not guessed: the pooled value is the sum over the sites that published it,
-and ``suppressed_at`` names the sites that did not (``complete`` is false). Every site's suppression log is
-carried into ``suppressed_cells_by_site.csv`` with the site's name.
+A value suppressed at a site is not guessed: the pooled cell stays empty, and ``suppressed_at`` names
+the column, the sites that suppressed it and the sum over the others (``complete`` is false). Every
+site's suppression log is carried into ``suppressed_cells_by_site.csv`` with the site's name.
 """
 
 from __future__ import annotations
@@ -67,14 +67,18 @@ def _sum_cells(results: list[ResultSet], table: str, keys: list[str], value_cols
     for key, g in allf.groupby(keys, sort=False, dropna=False):
         key = key if isinstance(key, tuple) else (key,)
         row = dict(zip(keys, key, strict=True))
-        suppressed = set()
+        missing = []
         for c in value_cols:
             v = pd.to_numeric(g[c], errors="coerce")
-            row[c] = int(v.sum()) if v.notna().any() else pd.NA
-            suppressed |= set(g.loc[v.isna(), "site"])
+            hidden = sorted(g.loc[v.isna(), "site"])
+            # a sum with a site's value missing is not the total: left empty, the partial sum named
+            row[c] = pd.NA if hidden else int(v.sum())
+            if hidden:
+                missing.append(f"{c} at {', '.join(hidden)}"
+                               + (f" (sum of the other sites {int(v.sum())})" if v.notna().any() else ""))
         row["sites"] = ";".join(g["site"])
-        row["suppressed_at"] = ";".join(sorted(suppressed))
-        row["complete"] = not suppressed
+        row["suppressed_at"] = "; ".join(missing)
+        row["complete"] = not missing
         rows.append(row)
     out = pd.DataFrame(rows)
     for c in value_cols:
