@@ -260,13 +260,22 @@ def _cox(p: pd.DataFrame, settings: dict, k: int, log: SuppressionLog, notes: li
             notes.append(f"{ep}: Cox model did not converge ({type(exc).__name__})")
             continue
         cov = cph.variance_matrix_
+        # complete cases: n and events differ from the cohort's by the persons with a missing covariate;
+        # a small difference would show through the published cohort numbers
+        ev_all = pd.to_numeric(p[f"{ep}_event"], errors="coerce")
+        n_pub, ev_pub = n, events
+        if k > 1 and (is_small(int(ev_all.notna().sum()) - n, k) or is_small(int(ev_all.sum()) - events, k)):
+            n_pub = ev_pub = None
+            log.add("cox.csv", f"{model} {ep}", "n, events",
+                    "derived: complete cases differ from the cohort by a small count")
         for term in usable:
             est_rows.append({"model": model, "endpoint": ep, "term": term, "coef": float(cph.params_[term]),
-                             "se": float(math.sqrt(cov.loc[term, term])), "n": n, "events": events})
+                             "se": float(math.sqrt(cov.loc[term, term])), "n": n_pub, "events": ev_pub})
             for other in usable:
                 cov_rows.append({"model": model, "endpoint": ep, "term_row": term, "term_col": other,
                                  "value": float(cov.loc[term, other])})
-    est = pd.DataFrame(est_rows, columns=["model", "endpoint", "term", "coef", "se", "n", "events"])
+    est = pd.DataFrame(est_rows, columns=["model", "endpoint", "term", "coef", "se", "n", "events"]).astype(
+        {"n": "Int64", "events": "Int64"})
     covm = pd.DataFrame(cov_rows, columns=["model", "endpoint", "term_row", "term_col", "value"])
     return est, covm
 

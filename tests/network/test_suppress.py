@@ -90,3 +90,12 @@ def test_aggregate_with_suppression_passes_the_scan():
     exact = aggregate(persons, ae, att, settings, 1)
     assert exact.km_exact and not exact.log.rows
     assert set(exact.tables["km_life_table.csv"]["subgroup"]) >= {"all", "dose=12 mg", "agent=durvalumab"}
+
+
+def test_cox_complete_cases_do_not_reveal_a_small_number_missing():
+    persons = _cohort(200)
+    persons.loc[:2, "ecog"] = np.nan  # 3 persons without ECOG: N - n = 3
+    settings = {"endpoints": ["os"], "subgroups": [], "cox": {"endpoints": ["os"], "covariates": ["ecog_2", "male"]}}
+    cox = aggregate(persons, None, None, settings, 5).tables["cox.csv"]
+    assert len(cox) == 2 and cox["n"].isna().all() and cox["coef"].notna().all()
+    assert aggregate(persons, None, None, settings, 1).tables["cox.csv"]["n"].eq(197).all()
