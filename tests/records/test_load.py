@@ -198,3 +198,48 @@ def test_same_key_in_two_chunks_of_a_first_load(rec_duckdb, tmp_path):
     with rec_duckdb.connect() as con:
         assert con.execute(sa.text("select value_as_number from cdm.measurement "
                                    "where measurement_concept_id = 3022217")).scalars().all() == [1.07]
+
+
+MINI = """l059_records_mapping: 1
+site: mini
+patient_id: pid
+sources:
+  people:
+    file: "people.csv"
+    key: [pid]
+    outputs:
+      person:
+        table: person
+        fields:
+          year_of_birth: {column: born, format: "%Y", part: year}
+  labs:
+    file: "loinc.csv"
+    encoding: gb18030
+    key: [id]
+    outputs:
+      lab:
+        table: measurement
+        fields:
+          measurement_concept_id: {column: code, vocabulary: LOINC}
+          measurement_date: {column: day, format: "%d.%m.%Y"}
+          value_as_number: {column: value}
+"""
+
+
+def test_vocabulary_lookup_and_unmapped_codes(rec_duckdb, tmp_path):
+    spec = tmp_path / "mini.yaml"
+    spec.write_text(MINI, encoding="utf-8")
+    (tmp_path / "people.csv").write_text("pid,born\nA1,1950\n", encoding="utf-8")
+    (tmp_path / "loinc.csv").write_bytes("id,pid,code,day,value,名称\n1,A1,6301-6,05.01.2023,1.1,国际标准化比值\n"
+                                         "2,A1,99999-9,06.01.2023,7,未知\n".encode("gb18030"))
+    rep = load_records(rec_duckdb, spec, [tmp_path / "people.csv", tmp_path / "loinc.csv"]).report
+    assert rep.quarantined == 0 and rep.check() == []
+    assert dict(rep.unmapped) == {"LOINC|99999-9": 1}
+    with rec_duckdb.connect() as con:
+        rows = sorted(con.execute(sa.text(
+            "select measurement_concept_id, measurement_source_concept_id, measurement_source_value, "
+            "measurement_date, value_as_number, measurement_type_concept_id from cdm.measurement")).all())
+        year = con.execute(sa.text("select year_of_birth from cdm.person")).scalar_one()
+    assert [(a, b, c, str(d), float(v), t) for a, b, c, d, v, t in rows] == [
+        (0, 0, "99999-9", "2023-01-06", 7.0, 32817), (3022217, 3022217, "6301-6", "2023-01-05", 1.1, 32817)]
+    assert year == 1950
