@@ -150,6 +150,10 @@ def _life_tables(p: pd.DataFrame, endpoints: list[str], groups: dict[str, dict[s
         event = pd.to_numeric(p[f"{ep}_event"], errors="coerce")
         ok = (time.notna() & event.notna()).to_numpy()
         t, e = time[ok].to_numpy(float), event[ok].to_numpy(int)
+        if is_small(int(len(ok) - ok.sum()), k):
+            log.add("km_life_table.csv", f"{ep} *", "*", "withheld: a small number of persons lack this endpoint")
+            notes.append(f"{ep}: life tables withheld (a small number of persons lack this endpoint)")
+            continue
         if k <= 1:
             tables = lifetable.coarsen_joint(t, e, {}, k)
             for gs in groups.values():
