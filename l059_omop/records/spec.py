@@ -370,8 +370,9 @@ def _output(ctx: _Ctx, name: str, raw: Any, path: tuple, default_formats: tuple[
             close = [k for k in known if k.split("_")[0] == str(fname).split("_")[0]][:4]
             hint = f" (did you mean {', '.join(sorted(close))}?)" if close else ""
             raise ctx.fail(fpath, f"unknown field {fname!r} of OMOP table {table}{hint}")
-        if fname in pk or fname == "person_id":
-            raise ctx.fail(fpath, f"{fname} is filled by the loader (deterministic ids; person by patient_id)")
+        if fname in pk or fname == "person_id" or (table == "person" and fname == "person_source_value"):
+            raise ctx.fail(fpath, f"{fname} is filled by the loader (deterministic ids; the person by a pseudonym "
+                                  "of patient_id, so the hospital id never lands in OMOP)")
         fields[fname] = _field(ctx, table, fname, fraw, fpath, default_formats, code_tables)
     missing = [f.name for f in tables[table] if f.required and f.name not in fields
                and f.name not in auto_fields(table) and not f.name.endswith("_concept_id")]

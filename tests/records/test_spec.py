@@ -44,6 +44,8 @@ def test_template_is_valid():
     ("measurement_event_id: {ref: event}", "measurement_event_id: {ref: evnt}", ["'ref' names another output"]),
     ("    key: [order_id]\n", "    sheets: x\n    key: [order_id]\n", ["unknown key 'sheets'"]),
     ("  encoding: utf-8-sig ", "  encoding: gb-18030x ", ["unknown encoding"]),
+    ("          birth_datetime: {column: birth_date}", "          person_source_value: {column: hospital_id}",
+     ["filled by the loader", "never lands in OMOP"]),
     ("measurement_date: {column: assess_date}", "measurement_date: {column: assess_date, range: low}", ["not a number field"]),
 ])
 def test_broken_spec_names_line(tmp_path, old, new, words):
