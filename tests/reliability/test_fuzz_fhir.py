@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 from l059_omop.etl.fhir.load import load_fhir
 from tests.reliability.helpers import assert_one_line_error, cli
 
-EXAMPLES = {"duckdb": 60, "postgresql": 30}
+EXAMPLES = {"duckdb": 50, "postgresql": 25}
 FIGURES = {"inputs": 0, "records_read": 0, "quarantined": 0}
 _counter = itertools.count()
 

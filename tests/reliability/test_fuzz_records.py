@@ -26,7 +26,7 @@ from l059_omop.resources import mappings_path
 from tests.reliability.helpers import assert_one_line_error, cli
 from tests.reliability.test_fuzz_fhir import BAD_DATES, HOSTILE, check_run
 
-EXAMPLES = {"duckdb": 40, "postgresql": 15}
+EXAMPLES = {"duckdb": 25, "postgresql": 10}
 MAPPING = mappings_path("records", "synth_site.yaml")
 FILES = ["patients.csv", "diagnoses.csv", "staging.csv", "drug_orders.csv", "drug_administrations.csv",
          "lab_results.csv", "assessments.csv", "imaging.csv", "radiotherapy.csv", "adverse_events.csv",
