@@ -68,7 +68,10 @@ def attrition_from_masks(masks: pd.DataFrame) -> pd.DataFrame:
 
 
 def _execute(engine: Engine, statements: list[tuple[str, list[str]]]) -> None:
-    with engine.begin() as con:
+    # one snapshot for the whole build: under PostgreSQL's default READ COMMITTED each statement would read
+    # the CDM as a concurrent load had just committed it, mixing states (DuckDB transactions are snapshots)
+    options = {"isolation_level": "REPEATABLE READ"} if engine.dialect.name == "postgresql" else {}
+    with engine.connect().execution_options(**options) as con, con.begin():
         for name, stmts in statements:
             t0 = time.perf_counter()
             for s in stmts:
