@@ -100,3 +100,37 @@ def test_build_cohort_during_a_load_sees_before_or_after(pg_cdm_url, synth_fhir,
     odd = [s for s in seen if s not in (before, after)]
     assert not odd, f"{len(odd)} of {len(seen)} builds saw a mixture"
     assert seen
+
+
+def test_build_cohort_reads_one_snapshot(pg_cdm_url, synth_fhir, tmp_path):
+    """Deterministic: right after the cohort's first statement, another connection commits a new person;
+    a later statement of the same build, in the build's own transaction, must not see it (PostgreSQL's
+    default READ COMMITTED would: each statement would read a newer state)."""
+    a = _subset(synth_fhir, tmp_path / "a", 0, 6)
+    engine = sa.create_engine(pg_cdm_url)
+    other = sa.create_engine(pg_cdm_url)
+    load_fhir(engine, [a], workers=1)
+    seen: dict[str, object] = {"n": 0}
+
+    @sa.event.listens_for(engine, "after_cursor_execute")
+    def hook(conn, cursor, statement, parameters, context, executemany):
+        if seen.get("busy") or "_codeset" not in statement or not conn.in_transaction():
+            return
+        seen["n"] += 1
+        seen["busy"] = True
+        try:
+            if seen["n"] == 1:  # the build's first statement: a load commits meanwhile
+                with other.begin() as c:
+                    c.execute(sa.text("insert into cdm.person (person_id, gender_concept_id, year_of_birth, "
+                                      "race_concept_id, ethnicity_concept_id) values (987654321, 0, 1960, 0, 0)"))
+            elif seen["n"] == 6:
+                seen["visible"] = conn.exec_driver_sql(
+                    "select count(*) from cdm.person where person_id = 987654321").scalar()
+        finally:
+            seen["busy"] = False
+
+    build_cohort(engine)
+    engine.dispose()
+    other.dispose()
+    assert seen["n"] >= 6
+    assert seen["visible"] == 0, "the cohort build read data committed after it started"
