@@ -29,6 +29,8 @@ log = logging.getLogger(__name__)
 
 DEFAULT_SOURCE_SYSTEM = "urn:l059:fhir"
 NDJSON_CHUNK = 1000
+JSON_GROUP_BYTES = 1_000_000
+JSON_GROUP_FILES = 256
 BATCH_SIZE = 5000
 DISPENSED_RULE = "order carried out by a MedicationDispense (the dispense is the exposure)"
 
@@ -75,6 +77,37 @@ def file_tasks(files: list[tuple[Path, bool]], timezone: str | None, validate: b
                 yield Task("ndjson", str(path), lines=chunk, timezone=timezone, validate=validate)
         else:
             yield Task("json", str(path), timezone=timezone, validate=validate, in_folder=in_folder)
+
+
+def grouped(tasks: Iterable[Task], max_bytes: int = JSON_GROUP_BYTES, max_files: int = JSON_GROUP_FILES,
+            ) -> Iterator[list[Task]]:
+    """Tasks in groups for the pool: small JSON files (a Bundle per patient) travel together, so a worker gets
+    enough work per round trip and the pool's bounded window holds about a batch of resources, not a handful
+    of files (else the workers idle while the main process writes). Other tasks go alone; order is kept."""
+    group: list[Task] = []
+    size = 0
+    for t in tasks:
+        if t.kind != "json":
+            if group:
+                yield group
+                group, size = [], 0
+            yield [t]
+            continue
+        try:
+            size += os.path.getsize(t.locator)
+        except OSError:
+            size += 1
+        group.append(t)
+        if size >= max_bytes or len(group) >= max_files:
+            yield group
+            group, size = [], 0
+    if group:
+        yield group
+
+
+def run_tasks(group: list[Task]) -> list[Result]:
+    """Worker entry point: the results of a group's tasks, in order."""
+    return [run_task(t) for t in group]
 
 
 def ordered_map(executor: Executor | None, fn: Callable, items: Iterable, prefetch: int) -> Iterator:
@@ -219,8 +252,9 @@ def load_fhir(engine: Engine, paths: Iterable[str | Path] = (), *, server: str |
     try:
         with sink:
             loader = _Loader(sink, batch_size)
-            for res in ordered_map(executor, run_task, tasks, prefetch=max(4, workers * 4)):
-                loader.feed(res)
+            for results in ordered_map(executor, run_tasks, grouped(tasks), prefetch=max(4, workers * 4)):
+                for res in results:
+                    loader.feed(res)
                 if progress:
                     progress(sink.report)
             loader.finish()
