@@ -67,7 +67,8 @@ def attrition_from_masks(masks: pd.DataFrame) -> pd.DataFrame:
     return df
 
 
-def _execute(engine: Engine, statements: list[tuple[str, list[str]]]) -> None:
+def _execute(engine: Engine, statements: list[tuple[str, list[str]]],
+             analyze: dict[str, list[str]] | None = None) -> None:
     # one snapshot for the whole build: under PostgreSQL's default READ COMMITTED each statement would read
     # the CDM as a concurrent load had just committed it, mixing states (DuckDB transactions are snapshots)
     options = {"isolation_level": "REPEATABLE READ"} if engine.dialect.name == "postgresql" else {}
@@ -80,7 +81,25 @@ def _execute(engine: Engine, statements: list[tuple[str, list[str]]]) -> None:
                 except Exception as exc:  # noqa: BLE001 - report which step failed, in one line
                     msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
                     raise RuntimeFailure(f"cohort SQL step {name} failed: {msg}") from exc
+            for table in (analyze or {}).get(name, []):
+                con.exec_driver_sql(f"analyze {table}")
             log.info("cohort step %s: %.2f s", name, time.perf_counter() - t0)
+
+
+def _analyze_plan(dialect: str, values: dict, steps: list[tuple[str, list[str]]]) -> dict[str, list[str]]:
+    """PostgreSQL plans the later steps from table statistics, and a freshly filled scratch table has none
+    (autovacuum comes too late, within the transaction): ANALYZE each one after the step that fills it."""
+    if dialect != "postgresql":
+        return {}
+    schema = values["scratch_database_schema"]
+    fills = {"01_codesets": "codeset_table", "02_entry": "entry_table", "03_cohort": "events_table",
+             "04_index": "qualified_table", "r05_": "cycle_table", "r13_": "inclusion_table"}
+    plan: dict[str, list[str]] = {}
+    for name, _ in steps:
+        for prefix, key in fills.items():
+            if name.startswith(prefix):
+                plan.setdefault(name, []).append(f"{schema}.{values[key]}")
+    return plan
 
 
 def build_cohort(engine: Engine, cdm_schema: str = "cdm", results_schema: str = "results", cohort_id: int = 1059,
@@ -106,7 +125,7 @@ def build_cohort(engine: Engine, cdm_schema: str = "cdm", results_schema: str = 
     work, drop = steps[:-1], steps[-1]
     t0 = time.perf_counter()
     try:
-        _execute(engine, work)
+        _execute(engine, work, _analyze_plan(dialect, values, work))
     except L059Error:
         raise
     except Exception as exc:  # noqa: BLE001
