@@ -513,13 +513,19 @@ class Sink:
 
     def _frame(self, table: str, rows: list[dict]) -> pd.DataFrame:
         types = self._types[table]
-        present: set[str] = set()
-        for r in rows:
-            present.update(r)
-        cols = [c for c in self._columns[table] if c in present]
+        first = tuple(rows[0]) if rows else ()
+        if all(tuple(r) == first for r in rows):
+            # rows of one table usually share their keys (in order): transpose in C, not a .get per cell
+            by_key = dict(zip(first, (list(v) for v in zip(*map(dict.values, rows), strict=True)), strict=True))
+        else:
+            present: set[str] = set()
+            for r in rows:
+                present.update(r)
+            by_key = {c: [r.get(c) for r in rows] for c in present}
+        cols = [c for c in self._columns[table] if c in by_key]
         data = {}
         for c in cols:
-            values = [r.get(c) for r in rows]
+            values = by_key[c]
             t = types[c]
             if t == "integer":
                 data[c] = pd.array(values, dtype="Int64")
