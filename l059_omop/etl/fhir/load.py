@@ -30,8 +30,8 @@ log = logging.getLogger(__name__)
 
 DEFAULT_SOURCE_SYSTEM = "urn:l059:fhir"
 NDJSON_CHUNK = 1000
-JSON_GROUP_BYTES = 1_000_000
-JSON_GROUP_FILES = 256
+JSON_GROUP_BYTES = 256_000
+JSON_GROUP_FILES = 64
 BATCH_SIZE = 5000
 DISPENSED_RULE = "order carried out by a MedicationDispense (the dispense is the exposure)"
 
@@ -259,7 +259,9 @@ def load_fhir(engine: Engine, paths: Iterable[str | Path] = (), *, server: str |
     try:
         with sink:
             loader = _Loader(sink, batch_size)
-            for results in ordered_map(executor, run_tasks, grouped(tasks), prefetch=max(4, workers * 4)):
+            # in-process (1 worker) a group would only delay the first write: tasks one by one
+            groups = grouped(tasks) if executor is not None else ([t] for t in tasks)
+            for results in ordered_map(executor, run_tasks, groups, prefetch=max(4, workers * 4)):
                 for res in results:
                     loader.feed(res)
                 if progress:
