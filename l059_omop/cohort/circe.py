@@ -262,48 +262,19 @@ def expression(concept_sets: list[dict], p: Mapping[str, object]) -> dict:
     }
 
 
-DRUG_ERA_SQL = """
-delete from {cdm}.drug_era;
-insert into {cdm}.drug_era (drug_era_id, person_id, drug_concept_id, drug_era_start_date, drug_era_end_date,
-                            drug_exposure_count, gap_days)
-with ex as (
-  select de.person_id, ca.ancestor_concept_id as ingredient_id, de.drug_exposure_start_date as s,
-         coalesce(de.drug_exposure_end_date, de.drug_exposure_start_date) as e
-  from {cdm}.drug_exposure de
-  join {cdm}.concept_ancestor ca on ca.descendant_concept_id = de.drug_concept_id
-  join {cdm}.concept c on c.concept_id = ca.ancestor_concept_id and c.concept_class_id = 'Ingredient'
-  union
-  select de.person_id, de.drug_concept_id, de.drug_exposure_start_date,
-         coalesce(de.drug_exposure_end_date, de.drug_exposure_start_date)
-  from {cdm}.drug_exposure de
-  join {cdm}.concept c on c.concept_id = de.drug_concept_id and c.concept_class_id = 'Ingredient'
-), marked as (
-  select ex.*, max(e) over (partition by person_id, ingredient_id order by s, e
-                            rows between unbounded preceding and 1 preceding) as prev_end
-  from ex
-), numbered as (
-  select marked.*, sum(case when prev_end is null or s > prev_end + 30 then 1 else 0 end)
-              over (partition by person_id, ingredient_id order by s, e rows unbounded preceding) as era
-  from marked
-)
-select row_number() over (order by person_id, ingredient_id, era), person_id, ingredient_id, min(s), max(e),
-       count(*), 0
-from numbered group by person_id, ingredient_id, era
-"""
+def drug_era_statements(cdm_schema: str = "cdm", dialect: str = "duckdb") -> list[str]:
+    """The statements that rebuild ``drug_era`` (OHDSI's era logic, ingredient level, 30-day persistence:
+    the same merge rule as R9). Circe's DrugEra criteria read that table: run them before Circe's SQL for the
+    exported JSON. One builder for the whole project: ``l059_omop.eras``."""
+    from l059_omop.eras import era_statements
 
-
-def drug_era_statements(cdm_schema: str = "cdm") -> list[str]:
-    """SQL (DuckDB / PostgreSQL) that fills ``drug_era`` as OHDSI's era builder does (ingredient level,
-    30-day persistence window, the same merge rule as R9). Circe's DrugEra criteria read that table, and
-    the project's loaders do not fill it: run this before Circe's SQL for the exported JSON."""
-    validate_identifier(cdm_schema)
-    return [s.strip() for s in DRUG_ERA_SQL.format(cdm=cdm_schema).split(";") if s.strip()]
+    return era_statements("drug_era", dialect, cdm_schema)
 
 
 def build_drug_era(engine: Engine, cdm_schema: str = "cdm") -> None:
-    with engine.begin() as con:
-        for s in drug_era_statements(cdm_schema):
-            con.exec_driver_sql(s)
+    from l059_omop.eras import build_eras
+
+    build_eras(engine, cdm_schema, tables=("drug_era",))
 
 
 @dataclass
