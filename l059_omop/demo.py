@@ -30,6 +30,8 @@ class DemoSummary:
     attrition: pd.DataFrame
     survival: pd.DataFrame
     report: Path
+    dq_run: int = 0
+    dq_failed: int = 0
     seconds: dict[str, float] = field(default_factory=dict)
 
     def median(self, endpoint: str) -> tuple[float | None, float | None, float | None]:
@@ -57,6 +59,8 @@ class DemoSummary:
             if pd.notna(getattr(r, "persons_remaining", None)):
                 out.append(f"  {r.rule_name:<70} {int(r.persons_remaining):>7,}")
         out += [f"median PFS: {fmt('pfs')}", f"median OS:  {fmt('os')}",
+                f"data quality: {self.dq_failed} of {self.dq_run} checks failed "
+                f"(details: {self.report.parent / 'dq' / 'dq_results.csv'})",
                 f"report: {self.report}", f"database: {self.database}",
                 "time: " + ", ".join(f"{k} {v:.1f} s" for k, v in self.seconds.items())]
         return out
@@ -69,6 +73,9 @@ def run_demo(patients: int = 2000, out: Path | str = "l059-demo", seed: int = 10
 
     from l059_omop.cohort import build_cohort
     from l059_omop.db.api import init_db
+    from l059_omop.dq import html_fragment as dq_fragment
+    from l059_omop.dq import run_checks
+    from l059_omop.dq import write_outputs as write_dq
     from l059_omop.etl.fhir.load import load_fhir
     from l059_omop.outcomes import compute_outcomes
     from l059_omop.synth import generate
@@ -96,7 +103,10 @@ def run_demo(patients: int = 2000, out: Path | str = "l059-demo", seed: int = 10
         step("init-db", lambda: init_db(engine))
         report = step("load-fhir", lambda: load_fhir(engine, [out / "fhir"]))
         attrition = step("build-cohort", lambda: build_cohort(engine))
-        results = step("outcomes", lambda: compute_outcomes(engine, out / "outcomes"))
+        checks = step("dq", lambda: run_checks(engine))
+        write_dq(checks, out / "outcomes" / "dq")
+        results = step("outcomes", lambda: compute_outcomes(
+            engine, out / "outcomes", extra_sections=[("Data quality", dq_fragment(checks))]))
         with engine.connect() as con:
             persons = con.execute(sa.text("select count(*) from cdm.person")).scalar_one()
             cohort = con.execute(sa.text(
@@ -106,4 +116,6 @@ def run_demo(patients: int = 2000, out: Path | str = "l059-demo", seed: int = 10
     return DemoSummary(out=out, database=db, patients=patients, persons_loaded=int(persons),
                        records_read=report.read, records_quarantined=report.quarantined, cohort_size=int(cohort),
                        attrition=attrition, survival=results.survival_summary,
-                       report=out / "outcomes" / "report.html", seconds=clock)
+                       report=out / "outcomes" / "report.html", seconds=clock,
+                       dq_run=int((checks["status"] != "not_applicable").sum()),
+                       dq_failed=int((checks["status"] == "fail").sum()))

@@ -17,13 +17,13 @@ from l059_omop.cli import Settings, pass_settings
 @click.option("--seed", type=int, default=1059, show_default=True, help="Random seed of the synthetic patients.")
 @pass_settings
 def command(settings: Settings, patients: int, out: Path, seed: int) -> None:
-    """synth -> init-db -> load-fhir -> build-cohort -> outcomes on a fresh DuckDB file; prints a summary.
+    """synth -> init-db -> load-fhir -> build-cohort -> dq -> outcomes on a fresh DuckDB file; prints a summary.
 
     The demo always uses its own DuckDB file in --out (the --db option is not used).
     """
     from l059_omop.demo import run_demo
 
-    steps = ["synth", "init-db", "load-fhir", "build-cohort", "outcomes"]
+    steps = ["synth", "init-db", "load-fhir", "build-cohort", "dq", "outcomes"]
 
     def progress(name: str) -> None:
         if not settings.quiet:

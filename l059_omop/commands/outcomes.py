@@ -21,17 +21,26 @@ from l059_omop.cli import Settings, pass_settings
               help="Kaplan-Meier confidence interval: log (R survfit's default) or log-log (lifelines', SAS's).")
 @click.option("--min-cell-count", default=5, show_default=True, type=click.IntRange(min=0),
               help="Counts below this appear as <N in every output (0 or 1: no suppression).")
+@click.option("--dq", "with_dq", is_flag=True,
+              help="Also run the data-quality checks: dq_results.csv in OUT/dq and a section in report.html.")
 @pass_settings
 def command(settings: Settings, out_dir: Path, cohort_id: int, cohort_table: str, data_cutoff: dt.datetime | None,
-            ci_method: str, min_cell_count: int) -> None:
+            ci_method: str, min_cell_count: int, with_dq: bool) -> None:
     """PFS, OS, response, safety and subgroups of a cohort (time zero = cohort_start_date): CSV tables,
     Kaplan-Meier plots, attrition diagram, Table 1 and a self-contained report.html in OUT."""
     from l059_omop.outcomes import compute_outcomes, suppressed_tables
 
+    extra = []
+    if with_dq:
+        from l059_omop.dq import html_fragment, run_checks, write_outputs
+
+        checks = run_checks(settings.engine(), cdm_schema=settings.cdm_schema)
+        write_outputs(checks, out_dir / "dq")
+        extra.append(("Data quality", html_fragment(checks)))
     res = compute_outcomes(settings.engine(), out_dir, cohort_id=cohort_id, cdm_schema=settings.cdm_schema,
                            results_schema=settings.results_schema, cohort_table=cohort_table,
                            data_cutoff=data_cutoff.date() if data_cutoff else None, ci_method=ci_method,
-                           min_cell_count=min_cell_count)
+                           min_cell_count=min_cell_count, extra_sections=extra)
     summary = suppressed_tables(res)["survival_summary"]
     n = summary.loc[summary["subgroup"] == "all", "n"].iloc[0]
     settings.echo(f"cohort {cohort_id}: {n} persons; data cut-off {res.data_cutoff}; {ci_method} 95% CI")

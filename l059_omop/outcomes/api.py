@@ -59,8 +59,8 @@ def compute_outcomes(engine: Engine, out_dir: Path | str | None = None, cohort_i
                      cdm_schema: str = "cdm", results_schema: str = "results", cohort_table: str = "cohort",
                      data_cutoff: dt.date | None = None, ci_method: str = "log", min_cell_count: int = 5,
                      subgroups: Mapping[str, str] = an.DEFAULT_SUBGROUPS,
-                     cox_covariates: Sequence[str] = an.DEFAULT_COX, plots_and_report: bool = True
-                     ) -> OutcomeResults:
+                     cox_covariates: Sequence[str] = an.DEFAULT_COX, plots_and_report: bool = True,
+                     extra_sections: Sequence[tuple[str, str]] = ()) -> OutcomeResults:
     """Run the outcome extracts and statistics for ``cohort_id``; write CSV/PNG/HTML into ``out_dir``."""
     if ci_method not in CI_METHODS:
         from l059_omop.errors import BadInput
@@ -83,7 +83,7 @@ def compute_outcomes(engine: Engine, out_dir: Path | str | None = None, cohort_i
         attrition_recorded=ex.attrition is not None, notes=res.notes, seconds=clock)
     if out_dir is not None:
         t0 = time.perf_counter()
-        write_outputs(out, res, ex, Path(out_dir), subgroups, plots_and_report)
+        write_outputs(out, res, ex, Path(out_dir), subgroups, plots_and_report, extra_sections)
         clock["write"] = time.perf_counter() - t0
     return out
 
@@ -152,7 +152,10 @@ def _subgroup_curves(res: an.Analysis, endpoint: str, name: str):
 
 
 def write_outputs(out: OutcomeResults, res: an.Analysis, ex: Extract, out_dir: Path,
-                  subgroups: Mapping[str, str] = an.DEFAULT_SUBGROUPS, plots_and_report: bool = True) -> None:
+                  subgroups: Mapping[str, str] = an.DEFAULT_SUBGROUPS, plots_and_report: bool = True,
+                  extra_sections: Sequence[tuple[str, str]] = ()) -> None:
+    """Write the tables, plots and report.html; ``extra_sections`` (heading, HTML) are appended to the
+    report (e.g. the data-quality section of ``l059_omop.dq.html_fragment``)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     tables = suppressed_tables(out)
     m = out.min_cell_count
@@ -191,12 +194,13 @@ def write_outputs(out: OutcomeResults, res: an.Analysis, ex: Extract, out_dir: P
     (out_dir / "run.json").write_text(json.dumps(run, indent=2) + "\n", encoding="utf-8")
     written.append(out_dir / "run.json")
     if plots_and_report:
-        written += _figures_and_report(out, res, out_dir, tables, subgroups, run)
+        written += _figures_and_report(out, res, out_dir, tables, subgroups, run, extra_sections)
     out.files = written
 
 
 def _figures_and_report(out: OutcomeResults, res: an.Analysis, out_dir: Path, tables: dict[str, pd.DataFrame],
-                        subgroups: Mapping[str, str], run: dict) -> list[Path]:
+                        subgroups: Mapping[str, str], run: dict,
+                        extra_sections: Sequence[tuple[str, str]] = ()) -> list[Path]:
     m = out.min_cell_count
     written: list[Path] = []
     images: list[tuple[str, bytes]] = []
@@ -246,6 +250,7 @@ def _figures_and_report(out: OutcomeResults, res: an.Analysis, out_dir: Path, ta
         ("Adverse events (worst grade per person and term)", report.table_html(tables["safety"], "{:.1f}")),
     ]
     sections.insert(0, ("Methods", _methods_html(out)))
+    sections.extend(extra_sections)
     if out.notes:
         sections.append(("Notes", "<ul>" + "".join(f"<li>{report.html.escape(n)}</li>" for n in out.notes)
                          + "</ul>"))
