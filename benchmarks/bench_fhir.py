@@ -94,9 +94,9 @@ def _child(case: str, folder: str, db: str | None, workers: int) -> None:
         if workers == 1:
             n = sum(map(_validate_task, tasks))
         else:
-            from concurrent.futures import ProcessPoolExecutor
+            from l059_omop.parallel import process_pool
 
-            with ProcessPoolExecutor(workers) as ex:
+            with process_pool(workers) as ex:
                 n = sum(ex.map(_validate_task, tasks, chunksize=1))
     else:
         import sqlalchemy as sa

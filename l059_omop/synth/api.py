@@ -7,7 +7,6 @@ import io
 import itertools
 import json
 import math
-import multiprocessing
 import os
 from collections import Counter, deque
 from collections.abc import Callable, Iterator
@@ -16,6 +15,7 @@ from pathlib import Path
 
 from l059_omop import __version__
 from l059_omop.errors import BadInput
+from l059_omop.parallel import process_pool
 from l059_omop.synth.generator import generate_patient
 from l059_omop.synth.params import SynthParams
 from l059_omop.synth.truth import RULES, TRUTH_COLUMNS, evaluate
@@ -190,18 +190,21 @@ def _run_blocks(job: _Job, n: int, workers: int) -> Iterator[_BlockResult]:
         for s, c in blocks:
             yield _render_block(job, s, c)
         return
-    ctx = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn")
-    with ctx.Pool(workers) as pool:
+    with process_pool(workers) as pool:
         pending: deque = deque()
         it = iter(blocks)
         for s, c in itertools.islice(it, 2 * workers):
-            pending.append(pool.apply_async(_render_block, (job, s, c)))
-        while pending:
-            res = pending.popleft().get()
-            nxt = next(it, None)
-            if nxt is not None:
-                pending.append(pool.apply_async(_render_block, (job, *nxt)))
-            yield res
+            pending.append(pool.submit(_render_block, job, s, c))
+        try:
+            while pending:
+                res = pending.popleft().result()
+                nxt = next(it, None)
+                if nxt is not None:
+                    pending.append(pool.submit(_render_block, job, *nxt))
+                yield res
+        finally:
+            for fut in pending:
+                fut.cancel()
 
 
 def _db_writer(engine, cdm_schema: str, batch: int):

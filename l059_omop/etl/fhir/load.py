@@ -7,14 +7,13 @@ deterministic whatever the number of workers.
 
 from __future__ import annotations
 
-import gc
 import gzip
 import hashlib
 import logging
 import os
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Executor, ProcessPoolExecutor
+from concurrent.futures import Executor
 from dataclasses import replace
 from pathlib import Path
 
@@ -25,6 +24,7 @@ from l059_omop.etl.fhir.parse import Result, Task, run_task, type_priority
 from l059_omop.etl.model import Definition, Quarantined, SourceUnit
 from l059_omop.etl.report import RunReport
 from l059_omop.etl.sink import Sink
+from l059_omop.parallel import process_pool
 
 log = logging.getLogger(__name__)
 
@@ -104,12 +104,6 @@ def grouped(tasks: Iterable[Task], max_bytes: int = JSON_GROUP_BYTES, max_files:
             group, size = [], 0
     if group:
         yield group
-
-
-def _worker_init() -> None:
-    """A forked worker never garbage-collects what it inherited: finalising the parent's unreachable objects
-    (a DuckDB connection, its threads' state) in the child crashed workers (a segfault under load)."""
-    gc.freeze()
 
 
 def run_tasks(group: list[Task]) -> list[Result]:
@@ -251,7 +245,7 @@ def load_fhir(engine: Engine, paths: Iterable[str | Path] = (), *, server: str |
         tasks = file_tasks(files, timezone, validate)
         source = ", ".join(str(p) for p in paths)
         source_system = source_system or DEFAULT_SOURCE_SYSTEM
-    executor = ProcessPoolExecutor(workers, initializer=_worker_init) if workers > 1 else None
+    executor = process_pool(workers) if workers > 1 else None
     sink = Sink(engine, source_system, cdm_schema=cdm_schema, etl_schema=etl_schema, kind="fhir",
                 source=source, strict=strict)
     if _fail_after_batches is not None:
