@@ -51,15 +51,32 @@ assess_summary AS (
   FROM assess
   GROUP BY person_id
 ),
+next_tx AS (
+  -- the start of the next line of therapy: an antineoplastic drug after index that is not the maintenance
+  -- regimen (anlotinib, PD-(L)1 agents)
+  SELECT c.person_id, MIN(de.drug_exposure_start_date) AS next_therapy_date
+  FROM cohort c
+  JOIN @cdm_database_schema.drug_exposure de ON de.person_id = c.person_id
+  WHERE de.drug_concept_id IN (@next_therapy_ids)
+    -- CASE, not NOT IN: an empty set renders as (NULL), and NOT IN (NULL) would drop every row
+    AND CASE WHEN de.drug_concept_id IN (@anlotinib_ids) OR de.drug_concept_id IN (@pd1_agents_ids)
+             THEN 1 ELSE 0 END = 0
+    AND de.drug_exposure_start_date > c.index_date
+    AND de.drug_exposure_start_date <= CAST(@data_cutoff AS DATE)
+  GROUP BY c.person_id
+),
 bor AS (
-  -- best overall response up to and including the first PD; SD counts only >= @sd_min_days after index
+  -- best overall response up to and including the first PD, and no later than the start of the next
+  -- therapy (DESIGN §7); SD counts only >= @sd_min_days after index
   SELECT a.person_id,
          MIN(CASE WHEN a.response_rank = 3 AND a.assess_date < DATEADD(day, @sd_min_days, c.index_date) THEN 5
                   ELSE a.response_rank END) AS best_response_rank
   FROM assess a
   JOIN cohort c ON c.person_id = a.person_id
   JOIN assess_summary s ON s.person_id = a.person_id
-  WHERE s.first_pd_date IS NULL OR a.assess_date <= s.first_pd_date
+  LEFT JOIN next_tx n ON n.person_id = a.person_id
+  WHERE (s.first_pd_date IS NULL OR a.assess_date <= s.first_pd_date)
+    AND (n.next_therapy_date IS NULL OR a.assess_date <= n.next_therapy_date)
   GROUP BY a.person_id
 ),
 ecog_ranked AS (

@@ -21,6 +21,7 @@ CR, PR, SD, PD, NE = 2000000020, 2000000021, 2000000022, 2000000023, 2000000024
 ANL_10MG, ANL_INGREDIENT = 2000000003, 2000000001
 ATEZOLIZUMAB, TORIPALIMAB = 42629079, 747052
 THROMBOCYTOPENIA, HEMOPTYSIS = 432870, 261687
+CARBOPLATIN = 1344905
 
 
 def day(n: int) -> dt.date:
@@ -128,6 +129,19 @@ def engine(module_cdm_engine):
     # 9: NE only
     r.person(9)
     r.assess(9, 45, NE)
+    # 10: SD at 50, carboplatin (next therapy) at 70, PR at 90: the PR belongs to the next line -> SD;
+    #     anlotinib restarted at 60 is the maintenance regimen, not a next therapy
+    r.person(10)
+    r.drug(10, ANL_10MG, 0, 40)
+    r.drug(10, ANL_10MG, 60, 65)
+    r.assess(10, 50, SD)
+    r.drug(10, CARBOPLATIN, 70, 70)
+    r.assess(10, 90, PR)
+    # 11: as 10 without a next therapy: the PR counts
+    r.person(11)
+    r.drug(11, ANL_10MG, 0, 40)
+    r.assess(11, 50, SD)
+    r.assess(11, 90, PR)
     r.load(module_cdm_engine)
     return module_cdm_engine
 
@@ -189,6 +203,11 @@ def test_ne_only(rows):
     assert (rows.loc[9, "pfs_days"], rows.loc[9, "pfs_event"]) == (45, 0)
 
 
+def test_response_window_ends_at_next_therapy(rows):
+    assert rows.loc[10, "best_response_rank"] == 3  # the PR after carboplatin is the next line's
+    assert rows.loc[11, "best_response_rank"] == 2
+
+
 def test_adverse_events_window_and_terms(engine):
     ae = extract(engine, COHORT).adverse_events
     got = {(r.person_id, r.term, r.worst_grade) for r in ae.itertuples()}
@@ -207,17 +226,17 @@ def test_data_cutoff(engine):
 def test_tables(engine, tmp_path):
     res = compute_outcomes(engine, tmp_path, cohort_id=COHORT, min_cell_count=5)
     resp = res.response.set_index("measure")
-    assert resp.loc["PR", "n"] == 1 and resp.loc["PD", "n"] == 2 and resp.loc["SD", "n"] == 1
+    assert resp.loc["PR", "n"] == 2 and resp.loc["PD", "n"] == 2 and resp.loc["SD", "n"] == 2
     assert resp.loc["NE", "n"] == 1 and resp.loc["not assessed", "n"] == 4
-    assert resp.loc["ORR (CR+PR)", "n"] == 1 and resp.loc["DCR (CR+PR+SD)", "n"] == 2
-    assert resp.loc["ORR (CR+PR)", "upper_pct"] == pytest.approx(100 * 0.4824965, abs=1e-4)  # R: binom.test(1, 9)$conf.int
+    assert resp.loc["ORR (CR+PR)", "n"] == 2 and resp.loc["DCR (CR+PR+SD)", "n"] == 4
+    assert resp.loc["ORR (CR+PR)", "upper_pct"] == pytest.approx(100 * 0.5177559, abs=1e-4)  # R: binom.test(2, 11)$conf.int
     safety = res.safety.set_index("term")
     assert safety.loc["any adverse event", "any_grade_n"] == 1
     assert safety.loc["Thrombocytopenic disorder", "grade3plus_n"] == 1
     written = pd.read_csv(tmp_path / "response.csv", dtype=str).set_index("measure")
     assert written.loc["PR", "n"] == "<5" and pd.isna(written.loc["PR", "percent"])
     assert written.loc["not assessed", "n"] == "<5"
-    assert written.loc["NE", "denominator"] == "9"
+    assert written.loc["NE", "denominator"] == "11"
     s = pd.read_csv(tmp_path / "safety.csv", dtype=str)
     assert set(s["any_grade_n"]) == {"<5"}
 
