@@ -1,4 +1,5 @@
-"""Rows of CONCEPT_ADDED.csv (adverse events the synthetic generator writes): lookups, self maps and FHIR."""
+"""Rows of CONCEPT_ADDED.csv (adverse events the synthetic generator writes, liver metastasis): lookups,
+self maps and FHIR."""
 
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ from l059_omop.synth.codes import codes
 from l059_omop.vocab import Vocabulary
 from l059_omop.vocab.bundled import bundled_vocabulary, read_athena
 
-ADDED = {("SNOMED", "38341003"): 316866, ("SNOMED", "40930008"): 140673}
+ADDED = {("SNOMED", "38341003"): 316866, ("SNOMED", "40930008"): 140673,
+         ("SNOMED", "94381002"): 198700}  # 198700: fourth pass, liver metastasis (SOURCES.md)
 SNOMED = "http://snomed.info/sct"
 
 
