@@ -7,7 +7,19 @@ type, source id, row key) and the sink turns each into a deterministic integer, 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cache
 from typing import Any, NamedTuple
+
+
+@cache
+def type_concept(use: str = "default") -> int:
+    """A type concept the loaders use when a source names none (``mappings/type_concepts.csv``)."""
+    import csv
+
+    from l059_omop.resources import mappings_path
+
+    with mappings_path("type_concepts.csv").open(encoding="utf-8", newline="") as fh:
+        return next(int(r["concept_id"]) for r in csv.DictReader(fh) if r["use"] == use)
 
 
 class Ref(NamedTuple):
@@ -44,7 +56,7 @@ class Fact:
     start_dt: Any = None           # datetime.datetime or None
     end: Any = None
     end_dt: Any = None
-    type_concept_id: int = 32817
+    type_concept_id: int = field(default_factory=type_concept)
     visit: str | None = None       # source encounter id
     value_number: float | None = None
     value_code: tuple[str, str] | None = None
@@ -83,6 +95,9 @@ class SourceUnit:
     facts: list[Fact] = field(default_factory=list)
     imputed: list[str] = field(default_factory=list)
     skip_rule: str | None = None   # a record kept for versioning but making no row (entered-in-error ...)
+    # set by a worker that found every date the unit can become (whatever table its facts route to) plausible,
+    # so the writing process need not check each row again (see route.dates_plausible)
+    dates_checked: bool = False
 
 
 @dataclass

@@ -27,9 +27,11 @@ import hashlib
 import json
 import logging
 import uuid
-from collections import defaultdict
-from collections.abc import Iterable
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 
+import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
@@ -38,10 +40,10 @@ from l059_omop import __version__
 from l059_omop.db import bulk, cdm_spec
 from l059_omop.db.engine import dialect_of, validate_identifier
 from l059_omop.errors import BadInput
-from l059_omop.etl.ids import hashed_id, key_text
-from l059_omop.etl.model import Fact, Quarantined, Ref, SourceUnit
+from l059_omop.etl.ids import MAX_ID, hashed_id, key_text
+from l059_omop.etl.model import Fact, Quarantined, Ref, SourceUnit, type_concept
 from l059_omop.etl.report import RunReport
-from l059_omop.etl.route import TABLE_ID, route
+from l059_omop.etl.route import PLAUSIBLE_YEARS, TABLE_ID, route
 from l059_omop.resources import read_sql
 from l059_omop.sqlrender import render
 from l059_omop.vocab import Vocabulary
@@ -53,7 +55,6 @@ _REFERENCED = ("person", "visit_occurrence")
 # delete order for replaced rows (children first)
 _DELETE_ORDER = ("measurement", "observation", "drug_exposure", "procedure_occurrence", "device_exposure",
                  "condition_occurrence", "death", "visit_occurrence", "person")
-_OBSERVATION_PERIOD_TYPE = 32817
 _CACHE_MAX = 1_000_000
 
 
@@ -104,6 +105,8 @@ class Sink:
         self._columns = {t: [f.name for f in fs] for t, fs in cdm_spec.tables().items()}
         self._types = {t: {f.name: f.datatype for f in fs} for t, fs in cdm_spec.tables().items()}
         self._finished = False
+        self._fresh: dict[str, bool] = {}  # write_frames: record type -> nothing of it stored before
+        self._frame_persons: dict[str, int] = {}  # write_frames: patient source id -> person_id
 
     # ----------------------------------------------------------------- lifecycle
     def __enter__(self) -> Sink:
@@ -324,7 +327,8 @@ class Sink:
                     table, row = route(f, u.resource_type, u.source_id, lookup, unmapped)
                     routed_by_key[f.key] = table
                     rows.append((table, row))
-                _check_dates(rows)
+                if not u.dates_checked:  # FHIR workers check the dates (route.dates_plausible)
+                    _check_dates(rows)
             except (ValueError, OverflowError, TypeError) as exc:  # e.g. days supply 10**20: no end date
                 self.quarantine(Quarantined(u.resource_type, u.source_id, u.locator,
                                             f"mapping failed: {type(exc).__name__}: {exc}"))
@@ -587,6 +591,256 @@ class Sink:
                 "t.source_id = k.k_sid"),
                 {"rts": [k[0] for k in keys], "sids": [k[1] for k in keys], "ss": self.source_system})
 
+    # ----------------------------------------------------------------- frames (tabular sources)
+    def write_frames(self, batch: FrameBatch) -> None:
+        """Write a :class:`FrameBatch` (a chunk of tabular source records as per-table frames) in one
+        transaction: the frame counterpart of :meth:`write`, for sources where one object per record and
+        one dict per row would cost more than the whole load (hospital extracts of millions of rows).
+
+        Same guarantees as ``write``: ids are the deterministic hashes of (source system, resource type,
+        source id, row key), probed past ids taken in ``etl.source_id_map``; a record whose content hash
+        is stored unchanged is counted as mapped + unchanged and not written; a changed record has its old
+        rows deleted (person rows upserted) and its new rows written with the same ids; rows whose patient
+        is neither in the batch nor loaded quarantine their record ("unresolved reference"); pending
+        quarantine rows are flushed in the same transaction; the touched persons get their observation
+        periods recomputed by :meth:`finish`. Person rows are keyed as :func:`~l059_omop.etl.model.person_ref`
+        (Patient/<source id>), so other record types (and the FHIR path) link to them.
+
+        On a first load of a record type (no stored record of it) the stored-hash lookup is skipped; should
+        a key nevertheless exist (the same key twice in a file) the batch fails on the primary key and is
+        redone with the lookup (not in strict mode, where the run's single transaction cannot be retried).
+        """
+        rt = batch.resource_type
+        fresh = self._fresh.get(rt)
+        try:
+            with self._tx() as con:
+                if fresh is None:
+                    fresh = self._outer is None and self._is_fresh(rt)
+                    self._fresh[rt] = fresh
+                out = self._write_frames(con, batch, fresh)
+        except Exception:
+            if not fresh or self._outer is not None:
+                raise
+            log.debug("first-load shortcut failed for %s; redoing the batch with lookups", rt)
+            self._fresh[rt] = False
+            with self._tx() as con:
+                out = self._write_frames(con, batch, False)
+        counts = self.report.t(rt)
+        counts.mapped += out.mapped
+        counts.unchanged += out.unchanged
+        for t, n in out.inserted.items():
+            self.report.rows_inserted[t] += n
+        for t, n in out.deleted.items():
+            self.report.rows_deleted[t] += n
+        self.report.id_collisions += out.collisions
+        self._frame_persons.update(out.persons)
+        if len(self._frame_persons) > _CACHE_MAX:
+            self._frame_persons.clear()
+        for q in out.quarantine:
+            self.quarantine(q)
+
+    def _is_fresh(self, rt: str) -> bool:
+        q = sa.text(f"select count(*) from {self.etl}.source_resource where source_system = :ss and "
+                    "resource_type = :rt")
+        return self._con.execute(q, {"ss": self.source_system, "rt": rt}).scalar_one() == 0
+
+    def _person_ids(self, keys: set[str], con: Connection) -> dict[str, int]:
+        """person_id of patients (source ids) loaded by this run or before; unknown ones are left out."""
+        todo = {k for k in keys if k not in self._frame_persons}
+        if todo:
+            for ref, oid in self._fetch_map({("Patient", k) for k in todo}, con).items():
+                if ref.table == "person":
+                    self._frame_persons[ref.source_id] = oid
+        return {k: self._frame_persons[k] for k in keys if k in self._frame_persons}
+
+    def _frame_ids(self, table: str, rt: str, sids: np.ndarray, row_key: str, reuse: dict[Ref, int],
+                   used: set[int], out: _FrameOutcome) -> np.ndarray:
+        """Ids of new rows: a replaced row keeps its stored id, a new one gets the hash of its key
+        (:func:`~l059_omop.etl.ids.hashed_id`, vectorised), probed past ids already taken in the database
+        or by this batch."""
+        ids = np.zeros(len(sids), dtype=np.int64)
+        if reuse:
+            for i, s in enumerate(sids.tolist()):
+                got = reuse.get(Ref(table, rt, s, row_key))
+                if got is not None:
+                    ids[i] = got
+            used.update(ids[ids > 0].tolist())
+        todo = np.flatnonzero(ids == 0)
+        prefix = f"{self.source_system}|{rt}|"
+        texts = [f"{prefix}{s}|{row_key}" for s in sids[todo].tolist()]
+        probe = 0
+        while len(todo):
+            cands = _hash_ids(texts if probe == 0 else [f"{t}#{probe}" for t in texts])
+            taken = self._taken(table, cands.tolist()) | used
+            bad = pd.Series(cands).duplicated(keep="first").to_numpy()
+            if taken:
+                bad |= np.isin(cands, np.fromiter(taken, dtype=np.int64, count=len(taken)))
+            good = ~bad
+            ids[todo[good]] = cands[good]
+            used.update(cands[good].tolist())
+            out.collisions += int(bad.sum())
+            todo = todo[bad]
+            texts = [t for t, b in zip(texts, bad.tolist(), strict=True) if b]
+            probe += 1
+        return ids
+
+    def _write_frames(self, con: Connection, b: FrameBatch, fresh: bool) -> _FrameOutcome:
+        rt = b.resource_type
+        out = _FrameOutcome()
+        n = len(b.source_id)
+        sids = np.asarray(b.source_id, dtype=object)
+        has_rows = np.zeros(n, dtype=bool)
+        for tf in b.tables:
+            has_rows[tf.record] = True
+        unchanged = np.zeros(n, dtype=bool)
+        replaced = np.zeros(n, dtype=bool)
+        if not fresh and has_rows.any():
+            existing = self._fetch_resources({(rt, s) for s in sids[has_rows].tolist()})
+            if existing:
+                for i in np.flatnonzero(has_rows).tolist():
+                    ex = existing.get((rt, sids[i]))
+                    if ex is not None:
+                        if ex[0] == b.content_sha256[i]:
+                            unchanged[i] = True
+                        else:
+                            replaced[i] = True
+        out.mapped = out.unchanged = int(unchanged.sum())
+        old = self._fetch_map({(rt, s) for s in sids[replaced].tolist()}, con) if replaced.any() else {}
+        # person links: this batch's own patients first, else the run's or the database's
+        used: dict[str, set[int]] = defaultdict(set)
+        own_person: dict[str, int] = {}
+        for tf in b.tables:
+            if tf.table == "person":
+                keep = ~unchanged[tf.record]
+                keys = tf.person.to_numpy(dtype=object)[keep]
+                pids = self._frame_ids("person", "Patient", keys, "", old, used["person"], out)
+                own_person.update(zip(keys.tolist(), pids.tolist(), strict=True))
+        need: set[str] = set()
+        for tf in b.tables:
+            if tf.person is not None and tf.table != "person":
+                need.update(tf.person[~unchanged[tf.record]].dropna().tolist())
+        known = {**self._person_ids(need - own_person.keys(), con), **own_person}
+        missing = np.zeros(n, dtype=bool)
+        first_missing: dict[int, str] = {}
+        pid_of: list[np.ndarray | None] = []
+        for tf in b.tables:
+            if tf.person is None:
+                pid_of.append(None)
+                continue
+            pid = tf.person.map(known).to_numpy(dtype="float64")
+            miss = np.isnan(pid) & ~unchanged[tf.record]
+            if miss.any():
+                missing[tf.record[miss]] = True
+                for r, k in zip(tf.record[miss].tolist(), tf.person[miss].tolist(), strict=True):
+                    first_missing.setdefault(r, k)
+            pid_of.append(pid)
+        out.quarantine = [Quarantined(rt, sids[r], b.locator[r], f"unresolved reference: Patient/{k} (1 missing)")
+                          for r, k in sorted(first_missing.items())]
+        drop = unchanged | missing
+        # own ids first (links between a record's rows need them)
+        id_by_key: dict[str, np.ndarray] = {}
+        plan = []
+        for tf, pid in zip(b.tables, pid_of, strict=True):
+            keep = ~drop[tf.record]
+            if not keep.any():
+                continue
+            rec = tf.record[keep]
+            if tf.table == "person":
+                own = pid[keep].astype(np.int64)
+            elif tf.table == "death":
+                own = None
+            else:
+                own = self._frame_ids(tf.table, rt, sids[rec], tf.row_key, old, used[tf.table], out)
+            if own is not None:
+                arr = id_by_key.setdefault(tf.row_key, np.zeros(n, dtype=np.int64))
+                arr[rec] = own
+            plan.append((tf, keep, rec, pid, own))
+        frames: dict[str, list[pd.DataFrame]] = defaultdict(list)
+        map_parts: list[pd.DataFrame] = []
+        written = np.zeros(n, dtype=bool)
+        touched: list[np.ndarray] = []
+        for tf, keep, rec, pid, own in plan:
+            df = tf.frame[keep].reset_index(drop=True)
+            written[rec] = True
+            if pid is not None:
+                df["person_id"] = pid[keep].astype(np.int64)
+                touched.append(df["person_id"].to_numpy())
+            if own is not None and tf.table != "person":
+                df[TABLE_ID[tf.table]] = own
+            for fname, target in tf.links.items():
+                got = id_by_key[target][rec] if target in id_by_key else np.zeros(len(rec), dtype=np.int64)
+                df[fname] = pd.arrays.IntegerArray(got, got == 0)
+            frames[tf.table].append(df)
+            map_parts.append(pd.DataFrame({
+                "resource_type": rt, "source_id": sids[rec], "row_key": tf.row_key, "omop_table": tf.table,
+                "omop_id": own if own is not None else df["person_id"].to_numpy()}))
+        if not written.any() and not replaced.any():
+            self._flush_quarantine(con)
+            return out
+        by_table: dict[str, list[int]] = defaultdict(list)
+        if old:
+            new_ids = {(t, int(i)) for part in map_parts
+                       for t, i in zip(part["omop_table"], part["omop_id"], strict=True)}
+            for ref, oid in old.items():
+                if ref.table in _REFERENCED and (ref.table, oid) in new_ids:
+                    continue
+                by_table[ref.table].append(oid)
+        for table in sorted(by_table, key=lambda t: _DELETE_ORDER.index(t) if t in _DELETE_ORDER else -1):
+            out.deleted[table] += self._delete_ids(con, self.cdm, table, TABLE_ID.get(table, f"{table}_id"),
+                                                   by_table[table])
+        if replaced.any():
+            rkeys = {(rt, s) for s in sids[replaced].tolist()}
+            self._delete_keys(con, "source_id_map", rkeys)
+            self._delete_keys(con, "source_resource", rkeys)
+        old_tables = {ref.table for ref in old}
+        order = tuple(reversed(_DELETE_ORDER))
+        for table in sorted(frames, key=lambda t: order.index(t) if t in order else 99):
+            df = self._typed(table, pd.concat(frames[table], ignore_index=True))
+            if table in _REFERENCED and table in old_tables:
+                out.inserted[table] += self._upsert(con, table, df)
+            else:
+                out.inserted[table] += bulk.insert_frame(con, self.cdm, table, df)
+        m = pd.concat(map_parts, ignore_index=True)
+        m.insert(0, "source_system", self.source_system)
+        m["run_id"] = self.run_id
+        m["omop_id"] = m["omop_id"].astype("int64")
+        bulk.insert_frame(con, self.etl, "source_id_map", m)
+        w = np.flatnonzero(written)
+        bulk.insert_frame(con, self.etl, "source_resource", pd.DataFrame({
+            "source_system": self.source_system, "resource_type": rt, "source_id": sids[w],
+            "version_id": None, "last_updated": None,
+            "content_sha256": np.asarray(b.content_sha256, dtype=object)[w], "run_id": self.run_id,
+            "locator": np.asarray(b.locator, dtype=object)[w], "imputed": None}))
+        if touched:
+            persons = np.unique(np.concatenate(touched))
+            bulk.insert_frame(con, self.etl, "touched_person",
+                              pd.DataFrame({"run_id": self.run_id, "person_id": persons.astype(np.int64)}))
+        self._flush_quarantine(con)
+        out.mapped += len(w)
+        out.persons = own_person
+        return out
+
+    def _typed(self, table: str, df: pd.DataFrame) -> pd.DataFrame:
+        """Columns in specification order with the table's types (nullable ints, so PostgreSQL COPY reads them)."""
+        types = self._types[table]
+        data = {}
+        for c in self._columns[table]:
+            if c not in df.columns:
+                continue
+            t, s = types[c], df[c]
+            if t == "integer":
+                if s.dtype.kind in "iu":
+                    data[c] = s
+                else:
+                    data[c] = pd.array(pd.to_numeric(s, errors="coerce").round(), dtype="Int64")
+            elif t == "float":
+                data[c] = pd.to_numeric(s, errors="coerce").astype("float64")
+            elif t in ("date", "datetime"):
+                data[c] = s if s.dtype.kind == "M" else pd.to_datetime(s)
+            else:
+                data[c] = s.astype(object).where(s.notna(), None)
+        return pd.DataFrame(data)
+
     # ----------------------------------------------------------------- the end
     def finish(self, status: str | None = None) -> RunReport:
         """Recompute touched persons' observation periods, commit, store the report."""
@@ -595,7 +849,7 @@ class Sink:
         with self._tx() as con:
             self._flush_quarantine(con)
             params = {"cdm_schema": self.cdm, "etl_schema": self.etl,
-                      "period_type_concept_id": _OBSERVATION_PERIOD_TYPE}
+                      "period_type_concept_id": type_concept("observation_period")}
             # persons touched by a run that died before its finish (SIGKILL, power loss) are recomputed
             # here too: a re-run finds their records unchanged and would otherwise never touch them again
             con.execute(sa.text(f"update {self.etl}.touched_person set run_id = :run_id where run_id <> :run_id"),
@@ -681,7 +935,7 @@ def _with_event_table(f: Fact, routed_by_key: dict[str, str]) -> Fact:
     return replace(f, event=Ref(table, f.event.resource_type, f.event.source_id, f.event.row))
 
 
-_YEARS = (1800, 2200)  # dates outside are no clinical fact (and beyond pandas' datetime64[ns], 1677-2262)
+_YEARS = PLAUSIBLE_YEARS
 
 
 def _check_dates(rows: list[tuple[str, dict]]) -> None:
@@ -709,3 +963,45 @@ def _db_text(value, limit: int | None = None) -> str | None:
 def dumps_payload(resource) -> str:
     return resource if isinstance(resource, str) else json.dumps(resource, ensure_ascii=False)
 
+
+@dataclass
+class TableFrame:
+    """Rows of one CDM table made from a :class:`FrameBatch`'s records (for :meth:`Sink.write_frames`)."""
+
+    table: str
+    row_key: str                # tells a record's rows apart in etl.source_id_map ('' the person, 'death', a name)
+    record: np.ndarray          # per row: position of its source record in the batch
+    frame: pd.DataFrame         # the table's fields, without its own id and person_id (the sink fills them)
+    person: pd.Series | None = None  # per row: the patient's source id (Patient/<id>), -> person_id
+    links: dict[str, str] = field(default_factory=dict)  # field -> row_key of the same record's row whose id fills it
+
+
+@dataclass
+class FrameBatch:
+    """A chunk of tabular source records of one type and the rows they make, per table."""
+
+    resource_type: str
+    source_id: Sequence[str]       # per record
+    content_sha256: Sequence[str]  # per record: changes when the record (or how it is mapped) changes
+    locator: Sequence[str]         # per record: "file:row N"
+    tables: list[TableFrame]
+
+
+@dataclass
+class _FrameOutcome:
+    """What one frame batch did; added to the report only once its transaction committed."""
+
+    mapped: int = 0
+    unchanged: int = 0
+    collisions: int = 0
+    inserted: Counter = field(default_factory=Counter)
+    deleted: Counter = field(default_factory=Counter)
+    quarantine: list[Quarantined] = field(default_factory=list)
+    persons: dict[str, int] = field(default_factory=dict)
+
+
+def _hash_ids(texts: list[str]) -> np.ndarray:
+    """:func:`~l059_omop.etl.ids.hashed_id` of many texts at once (same values)."""
+    sha = hashlib.sha256
+    digests = b"".join([sha(t.encode("utf-8")).digest()[:8] for t in texts])
+    return (np.frombuffer(digests, dtype=">u8") % np.uint64(MAX_ID) + np.uint64(1)).astype(np.int64)

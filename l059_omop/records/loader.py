@@ -28,10 +28,9 @@ from l059_omop.db.engine import validate_identifier
 from l059_omop.errors import BadInput
 from l059_omop.etl.model import Quarantined
 from l059_omop.etl.report import RunReport
-from l059_omop.etl.sink import Sink
+from l059_omop.etl.sink import FrameBatch, Sink, TableFrame
 from l059_omop.records import reader
-from l059_omop.records.frames import Batch, FrameWriter
-from l059_omop.records.mapper import PATIENT, Resolved, codes_needed, keyed, map_chunk
+from l059_omop.records.mapper import PATIENT, ChunkResult, Resolved, codes_needed, keyed, map_chunk
 from l059_omop.records.spec import MappingSpec, SourceSpec, SpecError, check_header, load_spec
 from l059_omop.vocab import Vocabulary
 
@@ -60,8 +59,9 @@ def record_type(source: SourceSpec) -> str:
     return PATIENT if any(o.table == "person" for o in source.outputs.values()) else source.name
 
 
-def _check_concepts(engine: Engine, cdm: str, spec: MappingSpec) -> None:
-    """Every concept a code table or a constant names must exist (PostgreSQL enforces it by foreign key)."""
+def _check_concepts(engine: Engine, cdm: str, spec: MappingSpec) -> dict[int, str]:
+    """Every concept a code table or a constant names must exist (PostgreSQL enforces it by foreign key);
+    returns their domains (a row follows its standard concept's domain)."""
     wanted: dict[int, str] = {}
     for ct in spec.code_tables.values():
         for e in ct.entries.values():
@@ -76,20 +76,21 @@ def _check_concepts(engine: Engine, cdm: str, spec: MappingSpec) -> None:
     if spec.type_concept_id:
         wanted.setdefault(spec.type_concept_id, f"{spec.path}: defaults.type_concept_id")
     if not wanted:
-        return
+        return {}
     ids = sorted(wanted)
-    found: set[int] = set()
+    found: dict[int, str] = {}
     with engine.connect() as con:
         for i in range(0, len(ids), 1000):
-            q = sa.text(f"select concept_id from {cdm}.concept where concept_id in :ids").bindparams(
+            q = sa.text(f"select concept_id, domain_id from {cdm}.concept where concept_id in :ids").bindparams(
                 sa.bindparam("ids", expanding=True))
-            found |= {int(r[0]) for r in con.execute(q, {"ids": ids[i:i + 1000]})}
+            found.update({int(r[0]): r[1] for r in con.execute(q, {"ids": ids[i:i + 1000]})})
     missing = [c for c in ids if c not in found]
     if missing:
         c = missing[0]
         more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
         raise BadInput(f"{wanted[c]}: concept {c} is not in {cdm}.concept{more}; load a vocabulary that has it "
                        "or fix the mapping")
+    return found
 
 
 def _resolved_static(engine: Engine, cdm: str, spec: MappingSpec, vocab: Vocabulary) -> Resolved:
@@ -147,9 +148,10 @@ def load_records(engine: Engine, mapping: str | Path, paths: list[str | Path], *
                             f"the header of {inp.label} is not valid {inp.source.encoding}: declare the file's "
                             "encoding (e.g. encoding: gb18030)")
         check_header(spec, inp.source, head, inp.label)
-    _check_concepts(engine, cdm, spec)
+    domains = _check_concepts(engine, cdm, spec)
     vocab = Vocabulary(engine, cdm)
     res = _resolved_static(engine, cdm, spec, vocab)
+    res.domains.update({c: d for c, d in domains.items() if c and d})
     spec_digest = hashlib.sha256(Path(spec.path).read_bytes()
                                  + b"".join(ct.path.read_bytes() for ct in spec.code_tables.values())
                                  + (spec.units.path.read_bytes() if spec.units else b"")).hexdigest()
@@ -158,14 +160,13 @@ def load_records(engine: Engine, mapping: str | Path, paths: list[str | Path], *
                 kind="records", source=f"{spec.path} " + " ".join(str(i.label) for i in inputs), strict=strict,
                 vocabulary=vocab)
     with sink:
-        writer = FrameWriter(sink)
         pipe = _Pipe()
         try:
             for inp in inputs:
                 rtype = record_type(inp.source)
                 done = 0
                 for chunk, rownums in reader.chunks(inp, size):
-                    pipe.submit(_mapped(spec, inp, rtype, chunk, rownums, res, vocab, spec_digest, sink, writer))
+                    pipe.submit(_mapped(spec, inp, rtype, chunk, rownums, res, vocab, spec_digest, sink))
                     done += len(chunk)
                     if progress:
                         progress(inp.label, done)
@@ -177,7 +178,7 @@ def load_records(engine: Engine, mapping: str | Path, paths: list[str | Path], *
 
 
 def _mapped(spec: MappingSpec, inp: reader.Input, rtype: str, chunk: pd.DataFrame, rownums: pd.Series,
-            res: Resolved, vocab: Vocabulary, spec_digest: str, sink: Sink, writer: FrameWriter) -> Callable[[], None]:
+            res: Resolved, vocab: Vocabulary, spec_digest: str, sink: Sink) -> Callable[[], None]:
     """Map one chunk (here, on the caller's thread); return the sink's part of the work, to run in order."""
     n_read = len(chunk)
     chunk = chunk.reset_index(drop=True)
@@ -202,16 +203,11 @@ def _mapped(spec: MappingSpec, inp: reader.Input, rtype: str, chunk: pd.DataFram
     if pairs:
         for key, m in vocab.resolve_many(pairs).items():
             res.concepts[key] = (m.source_concept_id, m.standard_concept_id)
+            if m.standard_concept_id and m.domain_id:
+                res.domains[m.standard_concept_id] = m.domain_id
     result = map_chunk(spec, inp.source, chunk, rownums, inp.label, res)
     quarantine += [Quarantined(rtype, None, q.locator, q.reason, q.payload) for q in result.quarantine]
-    rn = rownums.tolist()
-    content = {r: hashlib.sha256(f"{spec_digest}\x1e{t}".encode()).hexdigest() for r, t in zip(rn, texts, strict=True)}
-    if rtype == PATIENT:
-        ids = {r: p for tr in result.outputs if tr.person_keys is not None
-               for r, p in zip(tr.rownums.tolist(), tr.person_keys.tolist(), strict=True)}
-    else:
-        ids = _row_key_map(inp.source, chunk, rn, texts, res.pseudonym_key)
-    batch = Batch(rtype, ids, content, {r: f"{inp.label}:row {r}" for r in rn}, result.outputs)
+    batch = _frame_batch(inp, rtype, chunk, rownums, texts, result, res.pseudonym_key, spec_digest)
 
     def write() -> None:
         sink.count_read(rtype, n_read)
@@ -221,7 +217,9 @@ def _mapped(spec: MappingSpec, inp: reader.Input, rtype: str, chunk: pd.DataFram
             sink.skip(rtype, rule, n)
         for k, n in result.unmapped.items():
             sink.report.unmapped[k] += n
-        writer.write(batch)
+        for (src, dst), n in result.routed.items():
+            sink.note(f"rows moved by their concept's domain: {src} -> {dst}", n)
+        sink.write_frames(batch)
 
     return write
 
@@ -269,13 +267,34 @@ class _Pipe:
             raise self._error
 
 
-def _row_key_map(source: SourceSpec, chunk: pd.DataFrame, rn: list[int], texts: list[str],
-                 key: bytes) -> dict[int, str]:
+def _frame_batch(inp: reader.Input, rtype: str, chunk: pd.DataFrame, rownums: pd.Series, texts: list[str],
+                 result: ChunkResult, key: bytes, spec_digest: str) -> FrameBatch:
+    """The sink's frame batch of a mapped chunk: per source row its id, content hash and locator; per output
+    its rows, pointing at their source row by position."""
+    rn = rownums.to_numpy()
+    sha = hashlib.sha256
+    prefix = f"{spec_digest}\x1e"
+    content = [sha((prefix + t).encode("utf-8")).hexdigest() for t in texts]
+    locators = (f"{inp.label}:row " + rownums.astype(str)).tolist()
+    sids = _row_keys(inp.source, chunk, texts, key)
+    tables = []
+    for tr in result.outputs:
+        pos = np.searchsorted(rn, tr.rownums.to_numpy())
+        if rtype == PATIENT and tr.person_keys is not None:
+            for i, p in zip(pos.tolist(), tr.person_keys.tolist(), strict=True):
+                sids[i] = p  # a patient's record is keyed by its pseudonym (Patient/<pseudonym>)
+        row_key = "" if tr.table == "person" else "death" if tr.table == "death" else tr.output
+        links = {f: rt.split(".", 1)[1] for f, (_t, rt, _k) in tr.refs.items()}
+        tables.append(TableFrame(tr.table, row_key, pos, tr.frame, tr.person_keys, links))
+    return FrameBatch(rtype, sids, content, locators, tables)
+
+
+def _row_keys(source: SourceSpec, chunk: pd.DataFrame, texts: list[str], key: bytes) -> list[str]:
     """Source id of each row in etl tables: a keyed hash of its key columns (row ids often embed the
     hospital id, which must not be stored), else of its whole content."""
     if source.key:
-        cols = [chunk[c].str.strip().tolist() for c in source.key]
-        texts = ["\x1f".join(vals) for vals in zip(*cols, strict=True)]
+        cols = [chunk[c].str.strip() for c in source.key]
+        texts = cols[0].tolist() if len(cols) == 1 else ["\x1f".join(t) for t in zip(*cols, strict=True)]
     k = keyed(key)
-    return {r: hashlib.blake2b(t.encode("utf-8"), key=k, digest_size=16).hexdigest()
-            for r, t in zip(rn, texts, strict=True)}
+    b2 = hashlib.blake2b
+    return [b2(t.encode("utf-8"), key=k, digest_size=16).hexdigest() for t in texts]

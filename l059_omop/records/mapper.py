@@ -33,6 +33,7 @@ class Resolved:
     unit_concepts: dict[str, int] = field(default_factory=dict)  # UCUM code -> unit concept id
     strengths: dict[tuple[int, float], int] = field(default_factory=dict)  # (ingredient, mg) -> clinical drug
     pseudonym_key: bytes = b""
+    domains: dict[int, str] = field(default_factory=dict)  # standard concept id -> domain_id (routing)
 
 
 @dataclass
@@ -70,6 +71,7 @@ class ChunkResult:
     quarantine: list[QuarantineRow] = field(default_factory=list)
     outputs: list[TableRows] = field(default_factory=list)
     unmapped: Counter = field(default_factory=Counter)  # "vocabulary|code" -> n
+    routed: Counter = field(default_factory=Counter)    # (spec table, domain's table) -> rows moved
 
 
 def keyed(key: bytes) -> bytes:
@@ -119,11 +121,16 @@ class _Row:
         self.reason = np.full(n, None, dtype=object)
         self.column = np.full(n, None, dtype=object)
 
-    def fail(self, mask: pd.Series | np.ndarray, column: str | None, reason: str | pd.Series) -> None:
+    def fail(self, mask: pd.Series | np.ndarray, column: str | None, reason: str,
+             values: pd.Series | None = None, suffix: str = "") -> None:
+        """Record ``reason`` (with ``values``: reason + the cell + suffix, built only for failing rows)."""
         m = np.asarray(mask, dtype=bool) & pd.isna(self.reason)
         if not m.any():
             return
-        self.reason[m] = np.asarray(reason, dtype=object)[m] if isinstance(reason, pd.Series) else reason
+        if values is not None:
+            self.reason[m] = [f"{reason}{v}{suffix}" for v in np.asarray(values, dtype=object)[m]]
+        else:
+            self.reason[m] = reason
         self.column[m] = column
 
 
@@ -136,16 +143,16 @@ def _text(values: pd.Series, length: int | None) -> pd.Series:
 
 def _number(f: FieldSpec, values: pd.Series, kind: str, rows: _Row, col: str) -> pd.Series:
     nums, bad = parse_numbers(values)
-    rows.fail(bad, col, "not a number: " + values.astype(str))
+    rows.fail(bad, col, "not a number: ", values)
     if kind == "int":
         frac = nums.notna() & (nums != np.floor(nums.fillna(0)))
-        rows.fail(frac, col, "not a whole number: " + values.astype(str))
+        rows.fail(frac, col, "not a whole number: ", values)
     return nums
 
 
 def _date(f: FieldSpec, values: pd.Series, rows: _Row, col: str) -> pd.Series:
     dates, bad = parse_dates(values, f.formats)
-    rows.fail(bad, col, "unparseable date: " + values.astype(str) + " (expected " + " or ".join(f.formats) + ")")
+    rows.fail(bad, col, "unparseable date: ", values, " (expected " + " or ".join(f.formats) + ")")
     return dates
 
 
@@ -193,7 +200,7 @@ def _column_field(spec: MappingSpec, out: OutputSpec, f: FieldSpec, chunk: pd.Da
                 for v in raw[miss].unique():
                     result.unmapped[f"{f.code_table}|{v.strip()}"] += int((raw == v).sum())
             else:
-                rows.fail(miss, col, "unknown local code: " + raw + f" (not in code table {f.code_table})")
+                rows.fail(miss, col, "unknown local code: ", raw, f" (not in code table {f.code_table})")
         if f.strength_from and res.strengths:
             mg, _ = parse_dose(chunk[f.strength_from], "strength_mg")
             refined = [res.strengths.get((int(t), float(m))) if not (pd.isna(t) or pd.isna(m)) else None
@@ -219,7 +226,7 @@ def _column_field(spec: MappingSpec, out: OutputSpec, f: FieldSpec, chunk: pd.Da
         return raw.map(uniq)
     if f.range:
         low, high, bad = parse_range(raw)
-        rows.fail(bad, col, "unparseable reference range: " + raw)
+        rows.fail(bad, col, "unparseable reference range: ", raw)
         vals = low if f.range == "low" else high
         if f.unit_column:
             vals = vals * _unit_factor(spec, chunk[f.unit_column])
@@ -367,5 +374,96 @@ def map_chunk(spec: MappingSpec, source: SourceSpec, chunk: pd.DataFrame, rownum
                        person.iloc[idx].reset_index(drop=True) if person is not None else None,
                        {k: (t, rt, s.iloc[idx].reset_index(drop=True)) for k, (t, rt, s) in refs.items()},
                        rownums.iloc[idx].reset_index(drop=True))
-        result.outputs.append(tr)
+        result.outputs += _route_by_domain(out, tr, res, result)
     return result
+
+
+# The event tables a row can move between by its concept's domain (DESIGN §5, as the FHIR path's
+# l059_omop.etl.route): each table's names for the same roles. Fields with no counterpart are dropped.
+_PREFIX = {"condition_occurrence": "condition", "measurement": "measurement", "observation": "observation",
+           "drug_exposure": "drug", "procedure_occurrence": "procedure", "device_exposure": "device"}
+_DATES = {  # start date, start datetime, end date, end datetime
+    "condition_occurrence": ("condition_start_date", "condition_start_datetime", "condition_end_date",
+                             "condition_end_datetime"),
+    "measurement": ("measurement_date", "measurement_datetime", None, None),
+    "observation": ("observation_date", "observation_datetime", None, None),
+    "drug_exposure": ("drug_exposure_start_date", "drug_exposure_start_datetime", "drug_exposure_end_date",
+                      "drug_exposure_end_datetime"),
+    "procedure_occurrence": ("procedure_date", "procedure_datetime", "procedure_end_date", "procedure_end_datetime"),
+    "device_exposure": ("device_exposure_start_date", "device_exposure_start_datetime", "device_exposure_end_date",
+                        "device_exposure_end_datetime"),
+}
+_EVENT = {"measurement": ("measurement_event_id", "meas_event_field_concept_id"),
+          "observation": ("observation_event_id", "obs_event_field_concept_id")}
+
+
+def _roles(table: str) -> dict[str, str]:
+    p, d = _PREFIX[table], _DATES[table]
+    out = {"concept": f"{p}_concept_id", "type": f"{p}_type_concept_id", "source_value": f"{p}_source_value",
+           "source_concept": f"{p}_source_concept_id", "start_date": d[0], "start_datetime": d[1],
+           "end_date": d[2], "end_datetime": d[3]}
+    if table in _EVENT:
+        out["event_id"], out["event_field"] = _EVENT[table]
+    return {k: v for k, v in out.items() if v}
+
+
+def field_translation(src: str, dst: str) -> dict[str, str | None]:
+    """Field of event table ``src`` -> the field of ``dst`` with the same role (None: ``dst`` has none)."""
+    s, d = _roles(src), _roles(dst)
+    by_name = {v: k for k, v in s.items()}
+    dst_names = {f.name for f in cdm_spec.tables()[dst]}
+    return {f.name: d.get(by_name[f.name]) if f.name in by_name else (f.name if f.name in dst_names else None)
+            for f in cdm_spec.tables()[src]}
+
+
+def _route_by_domain(out: OutputSpec, tr: TableRows, res: Resolved, result: ChunkResult) -> list[TableRows]:
+    """Split an output's rows by the domain of their standard concept: the target table follows the
+    concept's domain, not the spec's table (DESIGN §5). Only a concept looked up from a column (vocabulary
+    or code table) moves a row; concept 0 and concepts of unknown domain stay in the spec's table."""
+    from l059_omop.etl.route import DOMAIN_TABLE
+
+    if out.table not in _PREFIX or not res.domains:
+        return [tr]
+    cfield = f"{_PREFIX[out.table]}_concept_id"
+    f = out.fields.get(cfield)
+    if f is None or f.column is None or not (f.vocabulary or f.code_table) or cfield not in tr.frame:
+        return [tr]
+    concept = tr.frame[cfield]
+    tables = {c: DOMAIN_TABLE.get(res.domains[c], "observation")
+              for c in concept.dropna().unique().tolist() if c and int(c) in res.domains}
+    target = concept.map({c: t for c, t in tables.items() if t != out.table})
+    if target.isna().all():
+        return [tr]
+    parts = [tr.frame.index[target.isna().to_numpy()]] if target.isna().any() else []
+    pieces = []
+    if parts:
+        pieces.append(_subset(tr, parts[0], out.table))
+    for table in sorted(set(target.dropna())):
+        rows = tr.frame.index[(target == table).to_numpy()]
+        result.routed[(out.table, table)] += len(rows)
+        pieces.append(_subset(tr, rows, table))
+    return pieces
+
+
+def _subset(tr: TableRows, rows: pd.Index, table: str) -> TableRows:
+    """Rows ``rows`` of ``tr``, moved to ``table`` (fields renamed by role) when it differs."""
+    def take(sr: pd.Series | None) -> pd.Series | None:
+        return None if sr is None else sr.iloc[rows].reset_index(drop=True)
+
+    frame = tr.frame.iloc[rows].reset_index(drop=True)
+    refs = {k: (t, rt, take(sr)) for k, (t, rt, sr) in tr.refs.items()}
+    if table != tr.table:
+        names = field_translation(tr.table, table)
+        frame = frame.rename(columns={c: names[c] for c in frame.columns if names.get(c)})
+        frame = frame[[c for c in frame.columns if c in set(names.values())]]
+        refs = {names[k]: v for k, v in refs.items() if names.get(k)}
+        meta = _field_meta(table)
+        for m in meta.values():  # required fields the source table did not have
+            if m.required and m.name.endswith("_concept_id") and m.name not in frame and not m.primary_key \
+                    and m.name != "person_id":
+                frame[m.name] = 0
+        d = _DATES[table]
+        if d[2] and meta[d[2]].required and d[2] not in frame:
+            frame[d[2]] = frame[d[0]]
+    return TableRows(tr.output, table, tr.resource_type, frame, take(tr.keys), take(tr.person_keys), refs,
+                     take(tr.rownums))

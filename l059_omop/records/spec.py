@@ -20,6 +20,7 @@ import yaml
 
 from l059_omop.db import cdm_spec
 from l059_omop.errors import BadInput
+from l059_omop.etl.model import type_concept as default_type_concept
 from l059_omop.records.codes import CodeTable, UnitTable, read_code_table, read_unit_table
 from l059_omop.records.yamlmarks import load_with_lines
 
@@ -336,7 +337,8 @@ def _when(ctx: _Ctx, raw: Any, path: tuple) -> WhenSpec:
     return WhenSpec(col, ctx.line(path) or 0, present, vin, vnot)
 
 
-# Fields the loader always fills: the row id, the person link, and type concepts (default 32817 EHR).
+# Fields the loader always fills: the row id, the person link, and type concepts (default: the
+# 'default' of mappings/type_concepts.csv, EHR).
 def auto_fields(table: str) -> set[str]:
     names = {f.name for f in cdm_spec.tables()[table]}
     out = {f.name for f in cdm_spec.tables()[table] if f.primary_key}
@@ -469,7 +471,7 @@ def load_spec(path: str | Path) -> MappingSpec:
         "date_format": _formats(ctx, dflt_raw["date_format"], ("defaults", "date_format"))
         if "date_format" in dflt_raw else ("%Y-%m-%d",),
     }
-    type_concept = dflt_raw.get("type_concept_id", 32817)
+    type_concept = dflt_raw["type_concept_id"] if "type_concept_id" in dflt_raw else default_type_concept()
     if not isinstance(type_concept, int):
         raise ctx.fail(("defaults", "type_concept_id"), "expected a concept id")
     chunk_rows = dflt_raw.get("chunk_rows", 50_000)

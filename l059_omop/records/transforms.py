@@ -25,18 +25,22 @@ def _nfkc(s: str) -> str:
 
 
 def parse_dates(values: pd.Series, formats: tuple[str, ...]) -> tuple[pd.Series, pd.Series]:
-    """Text -> datetime64 by the first format that fits; (parsed, bad) where bad = non-empty but no fit."""
-    text = values.str.strip()
-    empty = text == ""
-    out = pd.Series(pd.NaT, index=values.index, dtype="datetime64[ns]")
+    """Text -> datetime64 by the first format that fits; (parsed, bad) where bad = non-empty but no fit.
+
+    Extracts repeat dates (a day has many rows), so each distinct text is parsed once."""
+    codes, uniq = pd.factorize(values, use_na_sentinel=False)
+    text = pd.Series(uniq, dtype=object).str.strip()
+    empty = (text == "").to_numpy()
+    out = pd.Series(pd.NaT, index=text.index, dtype="datetime64[ns]")
     todo = ~empty
     for fmt in formats:
         if not todo.any():
             break
         parsed = pd.to_datetime(text[todo], format=fmt, errors="coerce")
         out.loc[parsed.index] = parsed
-        todo = todo & out.isna()
-    return out, todo
+        todo = todo & out.isna().to_numpy()
+    return (pd.Series(out.to_numpy()[codes], index=values.index),
+            pd.Series(todo[codes], index=values.index))
 
 
 def parse_numbers(values: pd.Series) -> tuple[pd.Series, pd.Series]:
