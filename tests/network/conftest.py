@@ -8,18 +8,17 @@ extracting the analysis rows, runs once per site and session; tests aggregate it
 
 from __future__ import annotations
 
-import os
-import uuid
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import sqlalchemy as sa
 
+from tests.pg import throwaway_database
+
 N_PATIENTS = 250
 SEEDS = {"site_a": 101, "site_b": 202, "site_c": 303}
 OFFSETS = {"site_a": 1_000_000, "site_b": 2_000_000, "site_c": 3_000_000}
-PG_ADMIN_URL = os.environ.get("L059_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 
 
 @pytest.fixture(scope="session")
@@ -99,27 +98,8 @@ def _load(url: str, folder: Path) -> sa.Engine:
 @pytest.fixture(scope="session")
 def pg_site_url():
     """A PostgreSQL database for site B for the session (skips without a server, unless L059_REQUIRE_PG=1)."""
-    admin = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as con:
-            con.execute(sa.text("select 1"))
-    except Exception as exc:  # noqa: BLE001
-        admin.dispose()
-        reason = f"PostgreSQL not reachable: {type(exc).__name__}"
-        if os.environ.get("L059_REQUIRE_PG") == "1":
-            pytest.fail(reason)
-        pytest.skip(reason)
-    name = f"l059_net_{uuid.uuid4().hex[:10]}"
-    with admin.connect() as con:
-        con.execute(sa.text(f'create database "{name}"'))
-    try:
-        yield sa.engine.make_url(PG_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as con:
-            con.execute(sa.text("select pg_terminate_backend(pid) from pg_stat_activity where datname = :n "
-                                "and pid <> pg_backend_pid()"), {"n": name})
-            con.execute(sa.text(f'drop database if exists "{name}"'))
-        admin.dispose()
+    with throwaway_database("l059_net") as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

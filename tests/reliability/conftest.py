@@ -7,17 +7,14 @@ template`` of one init-db'ed template database (both ~0.5 s instead of ~5 s of i
 
 from __future__ import annotations
 
-import os
 import shutil
-import uuid
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 
 from l059_omop.db.api import init_db
-
-PG_ADMIN_URL = os.environ.get("L059_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+from tests.pg import create_database, drop_database, new_name, pg_admin
 
 
 # ----------------------------------------------------------------- databases
@@ -37,65 +34,36 @@ def duck_cdm_url(duckdb_url, duckdb_template) -> str:
     return duckdb_url
 
 
-def _admin():
-    engine = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    try:
-        with engine.connect() as con:
-            con.execute(sa.text("select 1"))
-    except Exception as exc:  # noqa: BLE001
-        engine.dispose()
-        reason = f"PostgreSQL not reachable at {PG_ADMIN_URL.split('@')[-1]}: {type(exc).__name__}"
-        if os.environ.get("L059_REQUIRE_PG") == "1":
-            pytest.fail(reason + " (L059_REQUIRE_PG=1)")
-        pytest.skip(reason)
-    return engine
-
-
-def _pg_url(name: str) -> str:
-    return sa.engine.make_url(PG_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
-
-
-def _drop(admin, name: str) -> None:
-    with admin.connect() as con:
-        con.execute(sa.text("select pg_terminate_backend(pid) from pg_stat_activity "
-                            "where datname = :n and pid <> pg_backend_pid()"), {"n": name})
-        con.execute(sa.text(f'drop database if exists "{name}"'))
-
-
 @pytest.fixture(scope="session")
 def pg_template():
-    admin = _admin()
-    name = f"l059_reltpl_{uuid.uuid4().hex[:10]}"
-    with admin.connect() as con:
-        con.execute(sa.text(f'create database "{name}"'))
-    engine = sa.create_engine(_pg_url(name))
-    init_db(engine)
-    engine.dispose()
+    admin = pg_admin()
+    name = new_name("l059_reltpl")
     try:
+        engine = sa.create_engine(create_database(admin, name))
+        init_db(engine)
+        engine.dispose()
         yield name
     finally:
-        _drop(admin, name)
+        drop_database(admin, name)
         admin.dispose()
 
 
 @pytest.fixture
 def pg_cdm_factory(pg_template):
     """make() -> URL of a new init-db'ed PostgreSQL database (dropped after the test)."""
-    admin = _admin()
+    admin = pg_admin()
     made: list[str] = []
 
     def make() -> str:
-        name = f"l059_rel_{uuid.uuid4().hex[:12]}"
-        with admin.connect() as con:
-            con.execute(sa.text(f'create database "{name}" template "{pg_template}"'))
+        name = new_name("l059_rel")
         made.append(name)
-        return _pg_url(name)
+        return create_database(admin, name, template=pg_template)
 
     try:
         yield make
     finally:
         for name in made:
-            _drop(admin, name)
+            drop_database(admin, name)
         admin.dispose()
 
 
