@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -33,7 +34,6 @@ RESPONSE = {1: "CR", 2: "PR", 3: "SD", 4: "PD", 5: "NE"}
 RESPONSE_CELLS = ["CR", "PR", "SD", "PD", "NE", "not_assessed"]
 RESPONSE_SUMS = {"ORR": ["CR", "PR"], "DCR": ["CR", "PR", "SD"], "N": RESPONSE_CELLS}
 DOSE_LEVELS = {12.0: "12 mg", 10.0: "10 mg", 8.0: "8 mg"}
-MALE = 8507
 
 
 @dataclass
@@ -44,8 +44,13 @@ class Aggregates:
     km_exact: bool = True
 
 
-def analysis_frame(persons: pd.DataFrame) -> pd.DataFrame:
-    """Derive the analysis variables (subgroups, covariates) from the extract's columns."""
+def analysis_frame(persons: pd.DataFrame, male_ids: Sequence[int] = (), female_ids: Sequence[int] = ()
+                   ) -> pd.DataFrame:
+    """Derive the analysis variables (subgroups, covariates) from the extract's columns.
+
+    ``male_ids`` / ``female_ids`` are the site's gender concept sets (resolved from its vocabulary); a person
+    in neither has ``male`` missing, so a Cox model on sex leaves them out instead of counting them female.
+    """
     p = persons.copy()
     dose = pd.to_numeric(p.get("dose_value"), errors="coerce") if "dose_value" in p else pd.Series(np.nan, p.index)
     p["dose"] = [DOSE_LEVELS.get(float(v), "unknown") if v == v else "unknown" for v in dose]
@@ -56,7 +61,8 @@ def analysis_frame(persons: pd.DataFrame) -> pd.DataFrame:
                 for r in (rank if rank is not None else [None] * len(p))]
     idx_year = pd.to_datetime(p["index_date"]).dt.year if "index_date" in p else np.nan
     p["age_per_10y"] = (idx_year - pd.to_numeric(p.get("year_of_birth"), errors="coerce")) / 10.0
-    p["male"] = (pd.to_numeric(p.get("gender_concept_id"), errors="coerce") == MALE).astype(float)
+    gender = pd.to_numeric(p.get("gender_concept_id"), errors="coerce")
+    p["male"] = np.where(gender.isin(list(male_ids)), 1.0, np.where(gender.isin(list(female_ids)), 0.0, np.nan))
     ecog = pd.to_numeric(p.get("ecog"), errors="coerce") if "ecog" in p else pd.Series(np.nan, p.index)
     p["ecog_2"] = np.where(ecog.isna(), np.nan, (ecog >= 2).astype(float))
     p["dose_below_12mg"] = np.where(dose.isna(), np.nan, (dose < 12).astype(float))
@@ -285,7 +291,8 @@ def _cox(p: pd.DataFrame, settings: dict, k: int, log: SuppressionLog, notes: li
 
 
 def aggregate(persons: pd.DataFrame, adverse_events: pd.DataFrame | None, attrition: pd.DataFrame | None,
-              settings: dict, min_cell_count: int) -> Aggregates:
+              settings: dict, min_cell_count: int, male_ids: Sequence[int] = (),
+              female_ids: Sequence[int] = ()) -> Aggregates:
     """All aggregate tables of one site, suppressed at ``min_cell_count`` (1 = off)."""
     k = int(min_cell_count)
     log = SuppressionLog(k)
@@ -295,7 +302,7 @@ def aggregate(persons: pd.DataFrame, adverse_events: pd.DataFrame | None, attrit
         notes.append("the cohort is empty at this site")
         counts = pd.DataFrame({"item": ["persons"], "value": [0]}).astype({"value": "Int64"})
         return Aggregates({"attrition.csv": att, "counts.csv": counts}, log, notes, k <= 1)
-    p = analysis_frame(persons)
+    p = analysis_frame(persons, male_ids, female_ids)
     n = len(p)
     # the cohort size appears in many tables; it is published only where the attrition publishes it
     n_shown = None if is_small(n, k) else n

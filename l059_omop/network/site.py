@@ -33,6 +33,8 @@ class SiteData:
     adverse_events: pd.DataFrame | None
     dialect: str
     notes: list[str]
+    male_ids: tuple[int, ...] = ()
+    female_ids: tuple[int, ...] = ()
 
 
 def extract_sql_engine(engine, analysis: dict, cdm_schema: str, results_schema: str) -> SiteData:
@@ -52,7 +54,8 @@ def extract_sql_engine(engine, analysis: dict, cdm_schema: str, results_schema: 
     ex = extract(engine, cohort_id=cohort_id, cdm_schema=cdm_schema, results_schema=results_schema,
                  data_cutoff=dt.date.fromisoformat(cutoff) if cutoff else None,
                  parameters=analysis.get("outcome_parameters") or None)
-    return SiteData(cohort_bridge.site_attrition(att), ex.persons, ex.adverse_events, dialect_of(engine), notes)
+    return SiteData(cohort_bridge.site_attrition(att), ex.persons, ex.adverse_events, dialect_of(engine), notes,
+                    tuple(ex.concept_sets.get("gender_male", ())), tuple(ex.concept_sets.get("gender_female", ())))
 
 
 def results_from(pkg: StudyPackage, site: str, data: SiteData, min_cell_count: int | None = None
@@ -62,7 +65,8 @@ def results_from(pkg: StudyPackage, site: str, data: SiteData, min_cell_count: i
     k = int(analysis["min_cell_count"] if min_cell_count is None else min_cell_count)
     if k < 1:
         raise BadInput(f"min cell count must be >= 1 (1 = no suppression), not {k}")
-    agg = aggregate(data.persons, data.adverse_events, data.attrition, analysis, k)
+    agg = aggregate(data.persons, data.adverse_events, data.attrition, analysis, k,
+                    male_ids=data.male_ids, female_ids=data.female_ids)
     tables = dict(agg.tables)
     tables["suppressed_cells.csv"] = pd.DataFrame(agg.log.rows, columns=FILES["suppressed_cells.csv"])
     manifest = {

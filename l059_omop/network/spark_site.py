@@ -288,4 +288,5 @@ class SparkSite:
         ae = run_file("adverse_events.sql", full)
         # the same typing the outcomes extract applies on DuckDB / PostgreSQL (term names, numeric columns)
         persons, ae = ox._typed_persons(persons), ox._typed_ae(ae)
-        return SiteData(cohort_bridge.site_attrition(att), persons, ae, "spark", notes)
+        return SiteData(cohort_bridge.site_attrition(att), persons, ae, "spark", notes,
+                        tuple(sets.get("gender_male", ())), tuple(sets.get("gender_female", ())))

@@ -7,7 +7,7 @@ import itertools
 import numpy as np
 import pandas as pd
 
-from l059_omop.network.aggregate import RESPONSE_SUMS, aggregate
+from l059_omop.network.aggregate import RESPONSE_SUMS, aggregate, analysis_frame
 from l059_omop.network.results import FILES, scan_files, to_csv_bytes
 from l059_omop.network.suppress import attrition, partition
 
@@ -58,6 +58,9 @@ def test_attrition_mask():
     assert attrition([100, 100, 3], 5) == [True, True, False]
 
 
+SEX = {"male_ids": (8507,), "female_ids": (8532,)}  # Gender M / F in the bundled vocabulary
+
+
 def _cohort(n: int, seed: int = 1) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
     return pd.DataFrame({
@@ -79,7 +82,7 @@ def test_aggregate_with_suppression_passes_the_scan():
     settings = {"endpoints": ["os", "pfs"], "subgroups": ["dose", "agent"],
                 "cox": {"endpoints": ["os"], "covariates": ["age_per_10y", "male", "ecog_2", "dose_below_12mg"]}}
     for k in (5, 11):
-        agg = aggregate(persons, ae, att, settings, k)
+        agg = aggregate(persons, ae, att, settings, k, **SEX)
         files = {name: to_csv_bytes(agg.tables.get(name, pd.DataFrame(columns=cols)), cols)
                  for name, cols in FILES.items() if name != "suppressed_cells.csv"}
         assert scan_files(files, k, persons["person_id"]) == []
@@ -87,7 +90,7 @@ def test_aggregate_with_suppression_passes_the_scan():
         safety = agg.tables["safety.csv"].set_index("term")
         assert pd.isna(safety.loc["rare", "n_any"])
         assert len(agg.log.rows) > 0
-    exact = aggregate(persons, ae, att, settings, 1)
+    exact = aggregate(persons, ae, att, settings, 1, **SEX)
     assert exact.km_exact and not exact.log.rows
     assert set(exact.tables["km_life_table.csv"]["subgroup"]) >= {"all", "dose=12 mg", "agent=durvalumab"}
 
@@ -96,6 +99,13 @@ def test_cox_complete_cases_do_not_reveal_a_small_number_missing():
     persons = _cohort(200)
     persons.loc[:2, "ecog"] = np.nan  # 3 persons without ECOG: N - n = 3
     settings = {"endpoints": ["os"], "subgroups": [], "cox": {"endpoints": ["os"], "covariates": ["ecog_2", "male"]}}
-    cox = aggregate(persons, None, None, settings, 5).tables["cox.csv"]
+    cox = aggregate(persons, None, None, settings, 5, **SEX).tables["cox.csv"]
     assert len(cox) == 2 and cox["n"].isna().all() and cox["coef"].notna().all()
-    assert aggregate(persons, None, None, settings, 1).tables["cox.csv"]["n"].eq(197).all()
+    assert aggregate(persons, None, None, settings, 1, **SEX).tables["cox.csv"]["n"].eq(197).all()
+
+
+def test_sex_comes_from_the_site_gender_concept_sets():
+    p = analysis_frame(pd.DataFrame({"gender_concept_id": [8507, 8532, 0, None]}), **SEX)
+    assert p["male"].iloc[:2].tolist() == [1.0, 0.0]
+    assert p["male"].iloc[2:].isna().all()  # unknown sex is missing, not "female"
+    assert analysis_frame(pd.DataFrame({"gender_concept_id": [8507]}))["male"].isna().all()  # no sets: unknown
