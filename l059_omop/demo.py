@@ -76,6 +76,7 @@ def run_demo(patients: int = 2000, out: Path | str = "l059-demo", seed: int = 10
     from l059_omop.dq import html_fragment as dq_fragment
     from l059_omop.dq import run_checks
     from l059_omop.dq import write_outputs as write_dq
+    from l059_omop.eras import build_eras
     from l059_omop.etl.fhir.load import load_fhir
     from l059_omop.outcomes import compute_outcomes
     from l059_omop.synth import generate
@@ -103,6 +104,8 @@ def run_demo(patients: int = 2000, out: Path | str = "l059-demo", seed: int = 10
         step("init-db", lambda: init_db(engine))
         report = step("load-fhir", lambda: load_fhir(engine, [out / "fhir"]))
         attrition = step("build-cohort", lambda: build_cohort(engine))
+        # eras before dq: a fresh CDM has empty drug_era/condition_era, which dq rightly flags
+        step("build-eras", lambda: build_eras(engine))
         checks = step("dq", lambda: run_checks(engine))
         write_dq(checks, out / "outcomes" / "dq")
         results = step("outcomes", lambda: compute_outcomes(
