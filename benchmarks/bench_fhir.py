@@ -5,7 +5,14 @@ on synthetic NDJSON (``synth --format fhir --ndjson``).
 
 Targets (issue 4): (c) >= 70 % of (b) on both cores; >= 5,000 resources/s into DuckDB; peak memory < 1 GB
 whatever the input size. Every case runs in a child process; its peak memory is the largest of the child
-and its worker processes (``RUSAGE_CHILDREN`` in the child).
+and its worker processes (``RUSAGE_CHILDREN`` in the child, after stopping the forkserver that reaped the
+workers). Each case also reports its CPU seconds (user + sys of the child and all its workers), so a run on a
+busy shared machine still says what the work cost.
+
+Environment: ``L059_BENCH_FHIR_INPUTS`` (comma-separated: ``synthea``, ``ndjson``; default both),
+``L059_BENCH_FHIR_CASES`` (comma-separated of ``a``, ``b1``, ``b``, ``c_duck``, ``c_pg``; default all),
+``L059_BENCH_FHIR_NDJSON`` (an existing folder of ``synth --format fhir --ndjson`` output to use instead of
+generating one; the full size is 1,000,000 resources, e.g. ``synth --patients 13334 --seed 4``).
 """
 
 from __future__ import annotations
@@ -50,6 +57,10 @@ def _synth_ndjson(out: Path, resources: int) -> int:
     for extra in ("truth.csv", "truth_meta.json"):
         (out / extra).unlink(missing_ok=True)
     return sum(1 for f in out.glob("*.ndjson") for _ in f.open(encoding="utf-8"))
+
+
+def _count_ndjson(folder: Path) -> int:
+    return sum(1 for f in folder.glob("*.ndjson") for _ in f.open(encoding="utf-8"))
 
 
 # ----------------------------------------------------------------------------- child side
@@ -108,10 +119,18 @@ def _child(case: str, folder: str, db: str | None, workers: int) -> None:
         n = report.read
         engine.dispose()
     seconds = time.perf_counter() - start
+    try:  # workers are the forkserver's children: stop it so their usage (reaped by it) reaches ours
+        from multiprocessing import forkserver
+
+        forkserver._forkserver._stop()
+    except Exception:  # noqa: BLE001 - no forkserver was started
+        pass
     # VmHWM, not ru_maxrss: Linux carries ru_maxrss over exec from the (large) benchmark driver
     own = next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM")) / 1024
-    kids = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-    print(json.dumps({"n": n, "seconds": seconds, "peak_mb": max(own, kids)}))
+    ru_self, ru_kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    kids = ru_kids.ru_maxrss / 1024
+    cpu = ru_self.ru_utime + ru_self.ru_stime + ru_kids.ru_utime + ru_kids.ru_stime
+    print(json.dumps({"n": n, "seconds": seconds, "peak_mb": max(own, kids), "cpu_s": cpu}))
 
 
 def _run_child(case: str, folder: Path, db: str | None = None, workers: int = 1) -> dict:
@@ -141,18 +160,28 @@ def run(quick: bool) -> list[dict]:
     tmp = Path(tempfile.mkdtemp(prefix="bench_fhir_"))
     rows: list[dict] = []
     try:
-        inputs = {f"Synthea bundle x{copies}": (tmp / "synthea", _synthea_copies(tmp / "synthea", copies))}
-        nd = tmp / "ndjson"
-        inputs[f"synth NDJSON ~{ndjson_resources:,}"] = (nd, _synth_ndjson(nd, ndjson_resources))
+        which = os.environ.get("L059_BENCH_FHIR_INPUTS", "synthea,ndjson").split(",")
+        cases = os.environ.get("L059_BENCH_FHIR_CASES", "a,b1,b,c_duck,c_pg").split(",")
+        inputs = {}
+        if "synthea" in which:
+            inputs[f"Synthea bundle x{copies}"] = (tmp / "synthea", _synthea_copies(tmp / "synthea", copies))
+        if "ndjson" in which:
+            given = os.environ.get("L059_BENCH_FHIR_NDJSON")
+            nd = Path(given) if given else tmp / "ndjson"
+            n_nd = _count_ndjson(nd) if given else _synth_ndjson(nd, ndjson_resources)
+            inputs[f"synth NDJSON ~{n_nd:,}"] = (nd, n_nd)
         pg_reason = _util.pg_available()
         for label, (folder, _n) in inputs.items():
             load = os.getloadavg()[0]
             res = {}
-            res["a"] = _run_child("parse", folder)
-            res["b1"] = _run_child("validate", folder, workers=1)
+            if "a" in cases:
+                res["a"] = _run_child("parse", folder)
+            if "b1" in cases:
+                res["b1"] = _run_child("validate", folder, workers=1)
             res["b"] = _run_child("validate", folder, workers=workers)
-            res["c_duck"] = _run_child("load", folder, _init_duckdb(tmp / f"{folder.name}.duckdb"), workers)
-            if pg_reason is None:
+            if "c_duck" in cases:
+                res["c_duck"] = _run_child("load", folder, _init_duckdb(tmp / f"{folder.name}.duckdb"), workers)
+            if pg_reason is None and "c_pg" in cases:
                 with _util.pg_database() as url:
                     import sqlalchemy as sa
 
@@ -173,14 +202,17 @@ def run(quick: bool) -> list[dict]:
                     ("c_pg", f"(c) load-fhir -> PostgreSQL, {workers} workers", ">= 70% of (b); < 1 GB",
                      lambda r, b=b_rate: r >= 0.7 * b)):
                 if key not in res:
-                    rows.append({"case": f"{label}: {case}", "note": f"skipped: {pg_reason}"})
+                    why = pg_reason if key == "c_pg" and pg_reason else "not selected (L059_BENCH_FHIR_CASES)"
+                    rows.append({"case": f"{label}: {case}", "note": f"skipped: {why}"})
                     continue
                 r = res[key]
                 rate = _util.rows_per_s(r["n"], r["seconds"])
                 ok = None if okf is None else bool(okf(rate) and r["peak_mb"] < 1024)
-                note = f"load avg {load:.1f}"
+                note = f"load avg {load:.1f}->{os.getloadavg()[0]:.1f}; CPU {r['cpu_s']:.0f} s " \
+                       f"({r['cpu_s'] / max(r['n'], 1) * 1e6:.0f} us/resource)"
                 if key.startswith("c"):
-                    note += f"; {rate / b_rate:.0%} of (b) on {workers} cores"
+                    note += f"; {rate / b_rate:.0%} of (b) on {workers} cores, " \
+                            f"{res['b']['cpu_s'] / r['cpu_s']:.0%} by CPU"
                 rows.append({"case": f"{label}: {case}", "rows": r["n"], "seconds": r["seconds"],
                              "rows_per_s": rate, "peak_mb": r["peak_mb"], "target": target, "ok": ok,
                              "note": note})

@@ -34,6 +34,34 @@ TABLE_ID = {
 }
 
 
+PLAUSIBLE_YEARS = (1800, 2200)  # dates outside are no clinical fact (and beyond pandas' datetime64[ns], 1677-2262)
+
+
+def dates_plausible(unit) -> bool:
+    """True when no row a :class:`~l059_omop.etl.model.SourceUnit` can become holds an implausible date, whatever
+    table its facts route to: its rows' dates, every date a fact carries and a drug's computed end (start +
+    days supply) are within ``PLAUSIBLE_YEARS``. Cheap and vocabulary-free, so the workers run it and the
+    writing process skips its per-row check; False only means "check each routed row" (as before)."""
+    lo, hi = PLAUSIBLE_YEARS
+    date = dt.date
+    for _, row in unit.rows:
+        for v in row.values():
+            if isinstance(v, date) and not lo <= v.year <= hi:
+                return False
+    for f in unit.facts:
+        for v in vars(f).values():
+            if isinstance(v, date) and not lo <= v.year <= hi:
+                return False
+        if f.end is None and f.days_supply and f.start is not None:
+            try:
+                end = f.start + dt.timedelta(days=int(f.days_supply) - 1)
+            except (ValueError, OverflowError, TypeError):
+                return False
+            if isinstance(end, date) and not lo <= end.year <= hi:
+                return False
+    return True
+
+
 def table_for_domain(domain: str | None, fallback: str) -> str:
     """Target table of a concept's domain; domains without an event table (Meas Value, Spec ...) -> observation."""
     if domain in DOMAIN_TABLE:

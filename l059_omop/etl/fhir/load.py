@@ -7,6 +7,7 @@ deterministic whatever the number of workers.
 
 from __future__ import annotations
 
+import gc
 import gzip
 import hashlib
 import logging
@@ -14,6 +15,7 @@ import os
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Executor
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 
@@ -124,6 +126,22 @@ def ordered_map(executor: Executor | None, fn: Callable, items: Iterable, prefet
             yield window.popleft().result()
     while window:
         yield window.popleft().result()
+
+
+@contextmanager
+def _fewer_collections() -> Iterator[None]:
+    """The main process unpickles every result (millions of small objects) beside long-lived caches: with
+    the default thresholds the cyclic collector ran every 700 allocations and cost about a third of the main
+    process's CPU. For the load, what exists is frozen (never scanned) and young collections run 100x less
+    often; memory is freed by reference counting as before, cycles still go at the next collection."""
+    old = gc.get_threshold()
+    gc.freeze()
+    gc.set_threshold(70_000, old[1], old[2])
+    try:
+        yield
+    finally:
+        gc.set_threshold(*old)
+        gc.unfreeze()
 
 
 def default_workers() -> int:
@@ -251,7 +269,7 @@ def load_fhir(engine: Engine, paths: Iterable[str | Path] = (), *, server: str |
     if _fail_after_batches is not None:
         _inject_failure(sink, _fail_after_batches)
     try:
-        with sink:
+        with _fewer_collections(), sink:
             loader = _Loader(sink, batch_size)
             # in-process (1 worker) a group would only delay the first write: tasks one by one
             groups = grouped(tasks) if executor is not None else ([t] for t in tasks)

@@ -18,6 +18,7 @@ from pathlib import Path
 from l059_omop.etl.fhir.mappers import Context, map_resource, unknown_modifier_extension
 from l059_omop.etl.fhir.rules import rules
 from l059_omop.etl.model import Definition, Quarantined, Skipped, SourceUnit
+from l059_omop.etl.route import dates_plausible
 from l059_omop.resources import mappings_path
 
 
@@ -132,6 +133,7 @@ def process_resource(res, ctx: Context, payload: str | None, out: Result, valida
         return
     if isinstance(got, SourceUnit):
         got.content_sha256 = digest(payload, ctx.timezone)
+        got.dates_checked = dates_plausible(got)
         out.units.append(got)
         if rtype == "MedicationDispense" and not got.skip_rule:
             for ref in res.get("authorizingPrescription") or []:
