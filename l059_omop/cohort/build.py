@@ -72,18 +72,35 @@ def _execute(engine: Engine, statements: list[tuple[str, list[str]]],
     # one snapshot for the whole build: under PostgreSQL's default READ COMMITTED each statement would read
     # the CDM as a concurrent load had just committed it, mixing states (DuckDB transactions are snapshots)
     options = {"isolation_level": "REPEATABLE READ"} if engine.dialect.name == "postgresql" else {}
+    duck = engine.dialect.name == "duckdb"
     with engine.connect().execution_options(**options) as con, con.begin():
-        for name, stmts in statements:
-            t0 = time.perf_counter()
-            for s in stmts:
+        if duck:
+            # no statement here relies on row order (each result is a set), and an INSERT that keeps
+            # insertion order buffers its input to restore it: off for the build, restored after
+            con.exec_driver_sql("SET preserve_insertion_order = false")
+        try:
+            _run_steps(con, statements, analyze)
+        finally:
+            if duck:
                 try:
-                    con.exec_driver_sql(s)
-                except Exception as exc:  # noqa: BLE001 - report which step failed, in one line
-                    msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-                    raise RuntimeFailure(f"cohort SQL step {name} failed: {msg}") from exc
-            for table in (analyze or {}).get(name, []):
-                con.exec_driver_sql(f"analyze {table}")
-            log.info("cohort step %s: %.2f s", name, time.perf_counter() - t0)
+                    con.exec_driver_sql("RESET preserve_insertion_order")
+                except Exception:  # noqa: BLE001 - a failed step aborted the transaction: retire the connection
+                    con.invalidate()
+
+
+def _run_steps(con: sa.Connection, statements: list[tuple[str, list[str]]],
+               analyze: dict[str, list[str]] | None) -> None:
+    for name, stmts in statements:
+        t0 = time.perf_counter()
+        for s in stmts:
+            try:
+                con.exec_driver_sql(s)
+            except Exception as exc:  # noqa: BLE001 - report which step failed, in one line
+                msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                raise RuntimeFailure(f"cohort SQL step {name} failed: {msg}") from exc
+        for table in (analyze or {}).get(name, []):
+            con.exec_driver_sql(f"analyze {table}")
+        log.info("cohort step %s: %.2f s", name, time.perf_counter() - t0)
 
 
 def _analyze_plan(dialect: str, values: dict, steps: list[tuple[str, list[str]]]) -> dict[str, list[str]]:
@@ -92,13 +109,13 @@ def _analyze_plan(dialect: str, values: dict, steps: list[tuple[str, list[str]]]
     if dialect != "postgresql":
         return {}
     schema = values["scratch_database_schema"]
-    fills = {"01_codesets": "codeset_table", "02_entry": "entry_table", "03_cohort": "events_table",
-             "04_index": "qualified_table", "r05_": "cycle_table", "r13_": "inclusion_table"}
+    fills = {"01_codesets": ["codeset_table"], "02_entry": ["entry_table"], "03_cohort": ["events_table", "values_table"],
+             "04_index": ["qualified_table"], "r05_": ["cycle_table"], "r13_": ["inclusion_table"]}
     plan: dict[str, list[str]] = {}
     for name, _ in steps:
-        for prefix, key in fills.items():
+        for prefix, keys in fills.items():
             if name.startswith(prefix):
-                plan.setdefault(name, []).append(f"{schema}.{values[key]}")
+                plan.setdefault(name, []).extend(f"{schema}.{values[k]}" for k in keys)
     return plan
 
 

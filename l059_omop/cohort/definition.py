@@ -241,7 +241,7 @@ def _sql_literal(text: str) -> str:
 
 # --- the script ---------------------------------------------------------------------------------------------
 
-SCRATCH_TABLES = ("codeset", "entry", "events", "qualified", "inclusion", "cycle", "mask")
+SCRATCH_TABLES = ("codeset", "entry", "events", "values", "qualified", "inclusion", "cycle", "mask")
 
 
 def scratch_names(prefix: str) -> dict[str, str]:

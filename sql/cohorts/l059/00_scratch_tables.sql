@@ -16,7 +16,12 @@ CREATE TABLE @scratch_database_schema.@events_table (
   person_id BIGINT NOT NULL,
   codeset_id INT NOT NULL,
   start_date DATE NOT NULL,
-  end_date DATE,
+  end_date DATE
+);
+CREATE TABLE @scratch_database_schema.@values_table (
+  person_id BIGINT NOT NULL,
+  codeset_id INT NOT NULL,
+  start_date DATE NOT NULL,
   value_as_number FLOAT,
   value_as_concept_id BIGINT,
   range_high FLOAT

@@ -2,6 +2,7 @@
 DROP TABLE IF EXISTS @scratch_database_schema.@codeset_table;
 DROP TABLE IF EXISTS @scratch_database_schema.@entry_table;
 DROP TABLE IF EXISTS @scratch_database_schema.@events_table;
+DROP TABLE IF EXISTS @scratch_database_schema.@values_table;
 DROP TABLE IF EXISTS @scratch_database_schema.@qualified_table;
 DROP TABLE IF EXISTS @scratch_database_schema.@inclusion_table;
 DROP TABLE IF EXISTS @scratch_database_schema.@cycle_table;

@@ -7,7 +7,7 @@ SELECT 3, q.person_id
 FROM @scratch_database_schema.@qualified_table q
 JOIN (
   SELECT DISTINCT m.person_id
-  FROM @scratch_database_schema.@events_table m
+  FROM @scratch_database_schema.@values_table m
   JOIN @scratch_database_schema.@qualified_table q2 ON q2.person_id = m.person_id
   WHERE m.codeset_id = 16
     AND m.value_as_number >= @min_lesion_mm

@@ -2,88 +2,47 @@
 -- criterion: incl. 5
 -- name: 4-6 cycles of induction chemoimmunotherapy
 -- description: between induction start and the day before index: @min_cycles-@max_cycles platinum cycles (administration dates; a date counts as a new cycle when >= @cycle_gap_days days after the previous counted one), at least one etoposide and at least one PD-(L)1 administration.
--- Cycles are counted step by step in the run's cycle table: step 0 holds the administration dates, step k+1
--- the first date >= @cycle_gap_days days after step k's (no recursive SQL: Spark and several engines lack
--- it; one small INSERT per step keeps every engine's plan flat). Ten steps distinguish up to 10 cycles, so
--- @max_cycles may be at most 9.
+-- Cycles are counted without recursive SQL (Spark and several engines lack it): the run's cycle table holds
+-- the administration dates; for each date, the next date that counts after it is the first one >=
+-- @cycle_gap_days days later (one self-join); cycle 1 is the first date and cycle k+1 the next date after
+-- cycle k, followed through a fixed chain of nine equality joins in one statement (it was one INSERT per
+-- cycle). Ten cycles can be told apart, so @max_cycles may be at most 9.
 INSERT INTO @scratch_database_schema.@cycle_table (person_id, cycle_number, cycle_date)
 SELECT DISTINCT ev.person_id, 0, ev.start_date
 FROM @scratch_database_schema.@events_table ev
 JOIN @scratch_database_schema.@qualified_table q ON q.person_id = ev.person_id
 WHERE ev.codeset_id = 5 AND ev.start_date >= q.induction_start AND ev.start_date < q.index_date;
-INSERT INTO @scratch_database_schema.@cycle_table (person_id, cycle_number, cycle_date)
-SELECT person_id, 1, MIN(cycle_date)
-FROM @scratch_database_schema.@cycle_table
-WHERE cycle_number = 0
-GROUP BY person_id;
-INSERT INTO @scratch_database_schema.@cycle_table (person_id, cycle_number, cycle_date)
-SELECT c.person_id, 2, MIN(a.cycle_date)
-FROM @scratch_database_schema.@cycle_table c
-JOIN @scratch_database_schema.@cycle_table a
-  ON a.person_id = c.person_id AND a.cycle_number = 0 AND a.cycle_date >= DATEADD(day, @cycle_gap_days, c.cycle_date)
-WHERE c.cycle_number = 1
-GROUP BY c.person_id;
-INSERT INTO @scratch_database_schema.@cycle_table (person_id, cycle_number, cycle_date)
-SELECT c.person_id, 3, MIN(a.cycle_date)
-FROM @scratch_database_schema.@cycle_table c
-JOIN @scratch_database_schema.@cycle_table a
-  ON a.person_id = c.person_id AND a.cycle_number = 0 AND a.cycle_date >= DATEADD(day, @cycle_gap_days, c.cycle_date)
-WHERE c.cycle_number = 2
-GROUP BY c.person_id;
-INSERT INTO @scratch_database_schema.@cycle_table (person_id, cycle_number, cycle_date)
-SELECT c.person_id, 4, MIN(a.cycle_date)
-FROM @scratch_database_schema.@cycle_table c
-JOIN @scratch_database_schema.@cycle_table a
-  ON a.person_id = c.person_id AND a.cycle_number = 0 AND a.cycle_date >= DATEADD(day, @cycle_gap_days, c.cycle_date)
-WHERE c.cycle_number = 3
-GROUP BY c.person_id;
-INSERT INTO @scratch_database_schema.@cycle_table (person_id, cycle_number, cycle_date)
-SELECT c.person_id, 5, MIN(a.cycle_date)
-FROM @scratch_database_schema.@cycle_table c
-JOIN @scratch_database_schema.@cycle_table a
-  ON a.person_id = c.person_id AND a.cycle_number = 0 AND a.cycle_date >= DATEADD(day, @cycle_gap_days, c.cycle_date)
-WHERE c.cycle_number = 4
-GROUP BY c.person_id;
-INSERT INTO @scratch_database_schema.@cycle_table (person_id, cycle_number, cycle_date)
-SELECT c.person_id, 6, MIN(a.cycle_date)
-FROM @scratch_database_schema.@cycle_table c
-JOIN @scratch_database_schema.@cycle_table a
-  ON a.person_id = c.person_id AND a.cycle_number = 0 AND a.cycle_date >= DATEADD(day, @cycle_gap_days, c.cycle_date)
-WHERE c.cycle_number = 5
-GROUP BY c.person_id;
-INSERT INTO @scratch_database_schema.@cycle_table (person_id, cycle_number, cycle_date)
-SELECT c.person_id, 7, MIN(a.cycle_date)
-FROM @scratch_database_schema.@cycle_table c
-JOIN @scratch_database_schema.@cycle_table a
-  ON a.person_id = c.person_id AND a.cycle_number = 0 AND a.cycle_date >= DATEADD(day, @cycle_gap_days, c.cycle_date)
-WHERE c.cycle_number = 6
-GROUP BY c.person_id;
-INSERT INTO @scratch_database_schema.@cycle_table (person_id, cycle_number, cycle_date)
-SELECT c.person_id, 8, MIN(a.cycle_date)
-FROM @scratch_database_schema.@cycle_table c
-JOIN @scratch_database_schema.@cycle_table a
-  ON a.person_id = c.person_id AND a.cycle_number = 0 AND a.cycle_date >= DATEADD(day, @cycle_gap_days, c.cycle_date)
-WHERE c.cycle_number = 7
-GROUP BY c.person_id;
-INSERT INTO @scratch_database_schema.@cycle_table (person_id, cycle_number, cycle_date)
-SELECT c.person_id, 9, MIN(a.cycle_date)
-FROM @scratch_database_schema.@cycle_table c
-JOIN @scratch_database_schema.@cycle_table a
-  ON a.person_id = c.person_id AND a.cycle_number = 0 AND a.cycle_date >= DATEADD(day, @cycle_gap_days, c.cycle_date)
-WHERE c.cycle_number = 8
-GROUP BY c.person_id;
-INSERT INTO @scratch_database_schema.@cycle_table (person_id, cycle_number, cycle_date)
-SELECT c.person_id, 10, MIN(a.cycle_date)
-FROM @scratch_database_schema.@cycle_table c
-JOIN @scratch_database_schema.@cycle_table a
-  ON a.person_id = c.person_id AND a.cycle_number = 0 AND a.cycle_date >= DATEADD(day, @cycle_gap_days, c.cycle_date)
-WHERE c.cycle_number = 9
-GROUP BY c.person_id;
-WITH cycles AS (
-  SELECT person_id, COUNT(*) AS n_cycles
+WITH nxt AS (
+  SELECT a.person_id, a.cycle_date, MIN(b.cycle_date) AS next_date
+  FROM @scratch_database_schema.@cycle_table a
+  LEFT JOIN @scratch_database_schema.@cycle_table b
+    ON b.person_id = a.person_id AND b.cycle_date >= DATEADD(day, @cycle_gap_days, a.cycle_date)
+  GROUP BY a.person_id, a.cycle_date
+), first_cycle AS (
+  SELECT person_id, MIN(cycle_date) AS cycle_date
   FROM @scratch_database_schema.@cycle_table
-  WHERE cycle_number > 0
   GROUP BY person_id
+), cycles AS (
+  SELECT f.person_id,
+    1 + CASE WHEN n1.next_date IS NULL THEN 0 ELSE 1 END
+      + CASE WHEN n2.next_date IS NULL THEN 0 ELSE 1 END
+      + CASE WHEN n3.next_date IS NULL THEN 0 ELSE 1 END
+      + CASE WHEN n4.next_date IS NULL THEN 0 ELSE 1 END
+      + CASE WHEN n5.next_date IS NULL THEN 0 ELSE 1 END
+      + CASE WHEN n6.next_date IS NULL THEN 0 ELSE 1 END
+      + CASE WHEN n7.next_date IS NULL THEN 0 ELSE 1 END
+      + CASE WHEN n8.next_date IS NULL THEN 0 ELSE 1 END
+      + CASE WHEN n9.next_date IS NULL THEN 0 ELSE 1 END AS n_cycles
+  FROM first_cycle f
+  LEFT JOIN nxt n1 ON n1.person_id = f.person_id AND n1.cycle_date = f.cycle_date
+  LEFT JOIN nxt n2 ON n2.person_id = f.person_id AND n2.cycle_date = n1.next_date
+  LEFT JOIN nxt n3 ON n3.person_id = f.person_id AND n3.cycle_date = n2.next_date
+  LEFT JOIN nxt n4 ON n4.person_id = f.person_id AND n4.cycle_date = n3.next_date
+  LEFT JOIN nxt n5 ON n5.person_id = f.person_id AND n5.cycle_date = n4.next_date
+  LEFT JOIN nxt n6 ON n6.person_id = f.person_id AND n6.cycle_date = n5.next_date
+  LEFT JOIN nxt n7 ON n7.person_id = f.person_id AND n7.cycle_date = n6.next_date
+  LEFT JOIN nxt n8 ON n8.person_id = f.person_id AND n8.cycle_date = n7.next_date
+  LEFT JOIN nxt n9 ON n9.person_id = f.person_id AND n9.cycle_date = n8.next_date
 ), partners AS (
   SELECT ev.person_id,
     SUM(CASE WHEN ev.codeset_id = 6 THEN 1 ELSE 0 END) AS n_etoposide,

@@ -5,7 +5,7 @@
 WITH ecog AS (
   SELECT m.person_id, m.value_as_number,
     ROW_NUMBER() OVER (PARTITION BY m.person_id ORDER BY m.start_date DESC, m.value_as_number DESC) AS rn
-  FROM @scratch_database_schema.@events_table m
+  FROM @scratch_database_schema.@values_table m
   JOIN @scratch_database_schema.@qualified_table q2 ON q2.person_id = m.person_id
   WHERE m.codeset_id = 15 AND m.value_as_number IS NOT NULL
     AND m.start_date >= DATEADD(day, -@ecog_lookback_days, q2.index_date)

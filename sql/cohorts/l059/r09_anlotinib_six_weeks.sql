@@ -2,22 +2,32 @@
 -- criterion: description ("anlotinib >= 6 weeks")
 -- name: Anlotinib >= 6 weeks
 -- description: the anlotinib era that starts at index (exposures merged while the next starts <= @era_gap_days days after the latest end so far, as OHDSI drug eras) covers >= @min_anlotinib_days days counting its first and last day.
+-- One ordered pass: prev_end is the latest end among the exposures before (start, end order). The first era
+-- ends before the first later exposure that starts > @era_gap_days days after prev_end (the first break, by
+-- (start, end)); it holds the first exposure and every exposure ordered before that break.
 WITH ex AS (
   SELECT d.person_id, d.start_date, d.end_date,
     MAX(d.end_date) OVER (PARTITION BY d.person_id ORDER BY d.start_date, d.end_date
                           ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS prev_end
   FROM @scratch_database_schema.@events_table d
   WHERE d.codeset_id = 1
-), marked AS (
-  SELECT person_id, end_date,
-    SUM(CASE WHEN prev_end IS NULL OR start_date > DATEADD(day, @era_gap_days, prev_end) THEN 1 ELSE 0 END)
-      OVER (PARTITION BY person_id ORDER BY start_date, end_date ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS era_number
+), breaks AS (
+  SELECT person_id, start_date, end_date
   FROM ex
+  WHERE prev_end IS NOT NULL AND start_date > DATEADD(day, @era_gap_days, prev_end)
+), first_break AS (
+  SELECT b.person_id, b.start_date, MIN(b.end_date) AS end_date
+  FROM breaks b
+  JOIN (SELECT person_id, MIN(start_date) AS start_date FROM breaks GROUP BY person_id) f
+    ON f.person_id = b.person_id AND f.start_date = b.start_date
+  GROUP BY b.person_id, b.start_date
 ), first_era AS (
-  SELECT person_id, MAX(end_date) AS era_end
-  FROM marked
-  WHERE era_number = 1
-  GROUP BY person_id
+  SELECT ex.person_id, MAX(ex.end_date) AS era_end
+  FROM ex
+  LEFT JOIN first_break fb ON fb.person_id = ex.person_id
+  WHERE ex.prev_end IS NULL OR fb.person_id IS NULL OR ex.start_date < fb.start_date
+     OR (ex.start_date = fb.start_date AND ex.end_date < fb.end_date)
+  GROUP BY ex.person_id
 )
 INSERT INTO @scratch_database_schema.@inclusion_table (rule_id, person_id)
 SELECT 8, q.person_id

@@ -7,7 +7,7 @@ SELECT 9, q.person_id
 FROM @scratch_database_schema.@qualified_table q
 JOIN (
   SELECT DISTINCT a.person_id
-  FROM @scratch_database_schema.@events_table a
+  FROM @scratch_database_schema.@values_table a
   JOIN @scratch_database_schema.@qualified_table q2 ON q2.person_id = a.person_id
   JOIN @scratch_database_schema.@codeset_table v ON v.concept_id = a.value_as_concept_id AND v.codeset_id = 18
   WHERE a.codeset_id = 17 AND a.start_date > q2.index_date

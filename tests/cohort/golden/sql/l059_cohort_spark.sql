@@ -1,5 +1,5 @@
 -- ALTER-L059: ES-SCLC, anlotinib + PD-(L)1 maintenance after chemoimmunotherapy
--- l059-omop 0.1.0; dialect spark; definition sha256 4ccede0156212babfa7939f636977b15c28266233f25d2d6b2d22c749a6be3ed
+-- l059-omop 0.1.0; dialect spark; definition sha256 e8382faed647a39ed33e7a28b9bf44dc467e883f732291ce4ba125a03e913d0b
 -- parameters: {"autoimmune_lookback_days": 730, "bleeding_lookback_days": 180, "coagulation_lab_days": 30, "cycle_gap_days": 14, "default_aptt_uln": 40, "ecog_lookback_days": 42, "era_gap_days": 30, "induction_lookback_days": 14, "lesion_lookback_days": 42, "ls_free_interval_days": 183, "max_aptt_ratio": 1.5, "max_cycles": 6, "max_ecog": 2, "max_inr": 1.5, "min_age": 18, "min_anlotinib_days": 42, "min_cycles": 4, "min_lesion_mm": 10, "pd1_after_days": 28, "pd1_before_days": 7, "study_end": "2024-12-31", "study_start": "2022-01-01"}
 
 -- 00_scratch_tables.sql
@@ -18,7 +18,12 @@ CREATE TABLE results.l059_events (
   person_id BIGINT NOT NULL,
   codeset_id INT NOT NULL,
   start_date DATE NOT NULL,
-  end_date DATE,
+  end_date DATE
+);
+CREATE TABLE results.l059_values (
+  person_id BIGINT NOT NULL,
+  codeset_id INT NOT NULL,
+  start_date DATE NOT NULL,
   value_as_number DOUBLE,
   value_as_concept_id BIGINT,
   range_high DOUBLE
@@ -860,28 +865,19 @@ INSERT INTO results.l059_events (
   person_id,
   codeset_id,
   start_date,
-  end_date,
-  value_as_number,
-  value_as_concept_id,
-  range_high
+  end_date
 )
 SELECT
   x.person_id,
   cs.codeset_id,
   x.start_date,
-  x.end_date,
-  x.value_as_number,
-  x.value_as_concept_id,
-  x.range_high
+  x.end_date
 FROM (
   SELECT
     co.person_id,
     co.condition_concept_id AS concept_id,
     co.condition_start_date AS start_date,
-    COALESCE(co.condition_end_date, co.condition_start_date) AS end_date,
-    CAST(NULL AS DOUBLE) AS value_as_number,
-    CAST(NULL AS BIGINT) AS value_as_concept_id,
-    CAST(NULL AS DOUBLE) AS range_high
+    COALESCE(co.condition_end_date, co.condition_start_date) AS end_date
   FROM cdm.condition_occurrence AS co
   UNION ALL
   SELECT
@@ -895,36 +891,62 @@ FROM (
         THEN DATE_ADD(de.drug_exposure_start_date, de.days_supply - 1)
       END,
       de.drug_exposure_start_date
-    ),
-    CAST(NULL AS DOUBLE),
-    CAST(NULL AS BIGINT),
-    CAST(NULL AS DOUBLE)
+    )
   FROM cdm.drug_exposure AS de
   UNION ALL
   SELECT
     po.person_id,
     po.procedure_concept_id,
     po.procedure_date,
-    COALESCE(po.procedure_end_date, po.procedure_date),
-    CAST(NULL AS DOUBLE),
-    CAST(NULL AS BIGINT),
-    CAST(NULL AS DOUBLE)
+    COALESCE(po.procedure_end_date, po.procedure_date)
   FROM cdm.procedure_occurrence AS po
   UNION ALL
   SELECT
     m.person_id,
     m.measurement_concept_id,
     m.measurement_date,
-    m.measurement_date,
-    CAST(m.value_as_number AS DOUBLE),
-    CAST(m.value_as_concept_id AS BIGINT),
-    CAST(m.range_high AS DOUBLE)
+    m.measurement_date
   FROM cdm.measurement AS m
   UNION ALL
   SELECT
     o.person_id,
     o.observation_concept_id,
     o.observation_date,
+    o.observation_date
+  FROM cdm.observation AS o
+) AS x
+JOIN results.l059_codeset AS cs
+  ON cs.concept_id = x.concept_id
+JOIN results.l059_entry AS e
+  ON e.person_id = x.person_id;
+INSERT INTO results.l059_values (
+  person_id,
+  codeset_id,
+  start_date,
+  value_as_number,
+  value_as_concept_id,
+  range_high
+)
+SELECT
+  x.person_id,
+  cs.codeset_id,
+  x.start_date,
+  x.value_as_number,
+  x.value_as_concept_id,
+  x.range_high
+FROM (
+  SELECT
+    m.person_id,
+    m.measurement_concept_id AS concept_id,
+    m.measurement_date AS start_date,
+    CAST(m.value_as_number AS DOUBLE) AS value_as_number,
+    CAST(m.value_as_concept_id AS BIGINT) AS value_as_concept_id,
+    CAST(m.range_high AS DOUBLE) AS range_high
+  FROM cdm.measurement AS m
+  UNION ALL
+  SELECT
+    o.person_id,
+    o.observation_concept_id,
     o.observation_date,
     CAST(o.value_as_number AS DOUBLE),
     CAST(o.value_as_concept_id AS BIGINT),
@@ -1080,7 +1102,7 @@ FROM results.l059_qualified AS q
 JOIN (
   SELECT DISTINCT
     m.person_id
-  FROM results.l059_events AS m
+  FROM results.l059_values AS m
   JOIN results.l059_qualified AS q2
     ON q2.person_id = m.person_id
   WHERE
@@ -1108,191 +1130,47 @@ WHERE
   ev.codeset_id = 5
   AND ev.start_date >= q.induction_start
   AND ev.start_date < q.index_date;
-INSERT INTO results.l059_cycle (
-  person_id,
-  cycle_number,
-  cycle_date
-)
-SELECT
-  person_id,
-  1,
-  MIN(cycle_date)
-FROM results.l059_cycle
-WHERE
-  cycle_number = 0
-GROUP BY
-  person_id;
-INSERT INTO results.l059_cycle (
-  person_id,
-  cycle_number,
-  cycle_date
-)
-SELECT
-  c.person_id,
-  2,
-  MIN(a.cycle_date)
-FROM results.l059_cycle AS c
-JOIN results.l059_cycle AS a
-  ON a.person_id = c.person_id
-  AND a.cycle_number = 0
-  AND a.cycle_date >= DATE_ADD(c.cycle_date, 14)
-WHERE
-  c.cycle_number = 1
-GROUP BY
-  c.person_id;
-INSERT INTO results.l059_cycle (
-  person_id,
-  cycle_number,
-  cycle_date
-)
-SELECT
-  c.person_id,
-  3,
-  MIN(a.cycle_date)
-FROM results.l059_cycle AS c
-JOIN results.l059_cycle AS a
-  ON a.person_id = c.person_id
-  AND a.cycle_number = 0
-  AND a.cycle_date >= DATE_ADD(c.cycle_date, 14)
-WHERE
-  c.cycle_number = 2
-GROUP BY
-  c.person_id;
-INSERT INTO results.l059_cycle (
-  person_id,
-  cycle_number,
-  cycle_date
-)
-SELECT
-  c.person_id,
-  4,
-  MIN(a.cycle_date)
-FROM results.l059_cycle AS c
-JOIN results.l059_cycle AS a
-  ON a.person_id = c.person_id
-  AND a.cycle_number = 0
-  AND a.cycle_date >= DATE_ADD(c.cycle_date, 14)
-WHERE
-  c.cycle_number = 3
-GROUP BY
-  c.person_id;
-INSERT INTO results.l059_cycle (
-  person_id,
-  cycle_number,
-  cycle_date
-)
-SELECT
-  c.person_id,
-  5,
-  MIN(a.cycle_date)
-FROM results.l059_cycle AS c
-JOIN results.l059_cycle AS a
-  ON a.person_id = c.person_id
-  AND a.cycle_number = 0
-  AND a.cycle_date >= DATE_ADD(c.cycle_date, 14)
-WHERE
-  c.cycle_number = 4
-GROUP BY
-  c.person_id;
-INSERT INTO results.l059_cycle (
-  person_id,
-  cycle_number,
-  cycle_date
-)
-SELECT
-  c.person_id,
-  6,
-  MIN(a.cycle_date)
-FROM results.l059_cycle AS c
-JOIN results.l059_cycle AS a
-  ON a.person_id = c.person_id
-  AND a.cycle_number = 0
-  AND a.cycle_date >= DATE_ADD(c.cycle_date, 14)
-WHERE
-  c.cycle_number = 5
-GROUP BY
-  c.person_id;
-INSERT INTO results.l059_cycle (
-  person_id,
-  cycle_number,
-  cycle_date
-)
-SELECT
-  c.person_id,
-  7,
-  MIN(a.cycle_date)
-FROM results.l059_cycle AS c
-JOIN results.l059_cycle AS a
-  ON a.person_id = c.person_id
-  AND a.cycle_number = 0
-  AND a.cycle_date >= DATE_ADD(c.cycle_date, 14)
-WHERE
-  c.cycle_number = 6
-GROUP BY
-  c.person_id;
-INSERT INTO results.l059_cycle (
-  person_id,
-  cycle_number,
-  cycle_date
-)
-SELECT
-  c.person_id,
-  8,
-  MIN(a.cycle_date)
-FROM results.l059_cycle AS c
-JOIN results.l059_cycle AS a
-  ON a.person_id = c.person_id
-  AND a.cycle_number = 0
-  AND a.cycle_date >= DATE_ADD(c.cycle_date, 14)
-WHERE
-  c.cycle_number = 7
-GROUP BY
-  c.person_id;
-INSERT INTO results.l059_cycle (
-  person_id,
-  cycle_number,
-  cycle_date
-)
-SELECT
-  c.person_id,
-  9,
-  MIN(a.cycle_date)
-FROM results.l059_cycle AS c
-JOIN results.l059_cycle AS a
-  ON a.person_id = c.person_id
-  AND a.cycle_number = 0
-  AND a.cycle_date >= DATE_ADD(c.cycle_date, 14)
-WHERE
-  c.cycle_number = 8
-GROUP BY
-  c.person_id;
-INSERT INTO results.l059_cycle (
-  person_id,
-  cycle_number,
-  cycle_date
-)
-SELECT
-  c.person_id,
-  10,
-  MIN(a.cycle_date)
-FROM results.l059_cycle AS c
-JOIN results.l059_cycle AS a
-  ON a.person_id = c.person_id
-  AND a.cycle_number = 0
-  AND a.cycle_date >= DATE_ADD(c.cycle_date, 14)
-WHERE
-  c.cycle_number = 9
-GROUP BY
-  c.person_id;
-WITH cycles AS (
+WITH nxt AS (
+  SELECT
+    a.person_id,
+    a.cycle_date,
+    MIN(b.cycle_date) AS next_date
+  FROM results.l059_cycle AS a
+  LEFT JOIN results.l059_cycle AS b
+    ON b.person_id = a.person_id AND b.cycle_date >= DATE_ADD(a.cycle_date, 14)
+  GROUP BY
+    a.person_id,
+    a.cycle_date
+), first_cycle AS (
   SELECT
     person_id,
-    COUNT(*) AS n_cycles
+    MIN(cycle_date) AS cycle_date
   FROM results.l059_cycle
-  WHERE
-    cycle_number > 0
   GROUP BY
     person_id
+), cycles AS (
+  SELECT
+    f.person_id,
+    1 + CASE WHEN n1.next_date IS NULL THEN 0 ELSE 1 END + CASE WHEN n2.next_date IS NULL THEN 0 ELSE 1 END + CASE WHEN n3.next_date IS NULL THEN 0 ELSE 1 END + CASE WHEN n4.next_date IS NULL THEN 0 ELSE 1 END + CASE WHEN n5.next_date IS NULL THEN 0 ELSE 1 END + CASE WHEN n6.next_date IS NULL THEN 0 ELSE 1 END + CASE WHEN n7.next_date IS NULL THEN 0 ELSE 1 END + CASE WHEN n8.next_date IS NULL THEN 0 ELSE 1 END + CASE WHEN n9.next_date IS NULL THEN 0 ELSE 1 END AS n_cycles
+  FROM first_cycle AS f
+  LEFT JOIN nxt AS n1
+    ON n1.person_id = f.person_id AND n1.cycle_date = f.cycle_date
+  LEFT JOIN nxt AS n2
+    ON n2.person_id = f.person_id AND n2.cycle_date = n1.next_date
+  LEFT JOIN nxt AS n3
+    ON n3.person_id = f.person_id AND n3.cycle_date = n2.next_date
+  LEFT JOIN nxt AS n4
+    ON n4.person_id = f.person_id AND n4.cycle_date = n3.next_date
+  LEFT JOIN nxt AS n5
+    ON n5.person_id = f.person_id AND n5.cycle_date = n4.next_date
+  LEFT JOIN nxt AS n6
+    ON n6.person_id = f.person_id AND n6.cycle_date = n5.next_date
+  LEFT JOIN nxt AS n7
+    ON n7.person_id = f.person_id AND n7.cycle_date = n6.next_date
+  LEFT JOIN nxt AS n8
+    ON n8.person_id = f.person_id AND n8.cycle_date = n7.next_date
+  LEFT JOIN nxt AS n9
+    ON n9.person_id = f.person_id AND n9.cycle_date = n8.next_date
 ), partners AS (
   SELECT
     ev.person_id,
@@ -1335,7 +1213,7 @@ FROM results.l059_qualified AS q
 LEFT JOIN (
   SELECT DISTINCT
     a.person_id
-  FROM results.l059_events AS a
+  FROM results.l059_values AS a
   JOIN results.l059_qualified AS q2
     ON q2.person_id = a.person_id
   JOIN results.l059_codeset AS v
@@ -1355,7 +1233,7 @@ WITH ecog AS (
     m.person_id,
     m.value_as_number,
     ROW_NUMBER() OVER (PARTITION BY m.person_id ORDER BY m.start_date DESC, m.value_as_number DESC) AS rn
-  FROM results.l059_events AS m
+  FROM results.l059_values AS m
   JOIN results.l059_qualified AS q2
     ON q2.person_id = m.person_id
   WHERE
@@ -1413,27 +1291,48 @@ WITH ex AS (
   FROM results.l059_events AS d
   WHERE
     d.codeset_id = 1
-), marked AS (
+), breaks AS (
   SELECT
     person_id,
-    end_date,
-    SUM(
-      CASE WHEN prev_end IS NULL OR start_date > DATE_ADD(prev_end, 30) THEN 1 ELSE 0 END
-    ) OVER (
-      PARTITION BY person_id
-      ORDER BY start_date, end_date
-      ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW
-    ) AS era_number
+    start_date,
+    end_date
   FROM ex
+  WHERE
+    NOT prev_end IS NULL AND start_date > DATE_ADD(prev_end, 30)
+), first_break AS (
+  SELECT
+    b.person_id,
+    b.start_date,
+    MIN(b.end_date) AS end_date
+  FROM breaks AS b
+  JOIN (
+    SELECT
+      person_id,
+      MIN(start_date) AS start_date
+    FROM breaks
+    GROUP BY
+      person_id
+  ) AS f
+    ON f.person_id = b.person_id AND f.start_date = b.start_date
+  GROUP BY
+    b.person_id,
+    b.start_date
 ), first_era AS (
   SELECT
-    person_id,
-    MAX(end_date) AS era_end
-  FROM marked
+    ex.person_id,
+    MAX(ex.end_date) AS era_end
+  FROM ex
+  LEFT JOIN first_break AS fb
+    ON fb.person_id = ex.person_id
   WHERE
-    era_number = 1
+    ex.prev_end IS NULL
+    OR fb.person_id IS NULL
+    OR ex.start_date < fb.start_date
+    OR (
+      ex.start_date = fb.start_date AND ex.end_date < fb.end_date
+    )
   GROUP BY
-    person_id
+    ex.person_id
 )
 INSERT INTO results.l059_inclusion (
   rule_id,
@@ -1460,7 +1359,7 @@ FROM results.l059_qualified AS q
 JOIN (
   SELECT DISTINCT
     a.person_id
-  FROM results.l059_events AS a
+  FROM results.l059_values AS a
   JOIN results.l059_qualified AS q2
     ON q2.person_id = a.person_id
   JOIN results.l059_codeset AS v
@@ -1530,29 +1429,32 @@ SELECT
   q.person_id
 FROM results.l059_qualified AS q
 LEFT JOIN (
-  SELECT DISTINCT
+  SELECT
     x.person_id
-  FROM results.l059_events AS x
+  FROM results.l059_values AS x
   JOIN results.l059_qualified AS q2
     ON q2.person_id = x.person_id
   WHERE
     (
-      x.codeset_id = 13
-      AND x.value_as_number > 1.5
-      AND x.start_date >= DATE_ADD(q2.index_date, -30)
-      AND x.start_date <= q2.index_date
+      (
+        x.codeset_id = 13 AND x.value_as_number > 1.5
+      )
+      OR (
+        x.codeset_id = 14 AND x.value_as_number > 1.5 * COALESCE(x.range_high, 40)
+      )
     )
-    OR (
-      x.codeset_id = 14
-      AND x.value_as_number > 1.5 * COALESCE(x.range_high, 40)
-      AND x.start_date >= DATE_ADD(q2.index_date, -30)
-      AND x.start_date <= q2.index_date
-    )
-    OR (
-      x.codeset_id = 12
-      AND x.start_date >= DATE_ADD(q2.index_date, -180)
-      AND x.start_date <= q2.index_date
-    )
+    AND x.start_date >= DATE_ADD(q2.index_date, -30)
+    AND x.start_date <= q2.index_date
+  UNION
+  SELECT
+    c.person_id
+  FROM results.l059_events AS c
+  JOIN results.l059_qualified AS q2
+    ON q2.person_id = c.person_id
+  WHERE
+    c.codeset_id = 12
+    AND c.start_date >= DATE_ADD(q2.index_date, -180)
+    AND c.start_date <= q2.index_date
 ) AS coagulopathy
   ON coagulopathy.person_id = q.person_id
 WHERE
@@ -1796,6 +1698,7 @@ CROSS JOIN (
 DROP TABLE IF EXISTS results.l059_codeset;
 DROP TABLE IF EXISTS results.l059_entry;
 DROP TABLE IF EXISTS results.l059_events;
+DROP TABLE IF EXISTS results.l059_values;
 DROP TABLE IF EXISTS results.l059_qualified;
 DROP TABLE IF EXISTS results.l059_inclusion;
 DROP TABLE IF EXISTS results.l059_cycle;
