@@ -14,8 +14,10 @@ import hashlib
 import logging
 import os
 import queue
+import re
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,7 +26,7 @@ import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from l059_omop.db.engine import validate_identifier
+from l059_omop.db.engine import dialect_of, validate_identifier
 from l059_omop.errors import BadInput
 from l059_omop.etl.model import Quarantined
 from l059_omop.etl.report import RunReport
@@ -159,7 +161,7 @@ def load_records(engine: Engine, mapping: str | Path, paths: list[str | Path], *
     sink = Sink(engine, source_system=f"records:{spec.site}", cdm_schema=cdm, etl_schema=etl_schema,
                 kind="records", source=f"{spec.path} " + " ".join(str(i.label) for i in inputs), strict=strict,
                 vocabulary=vocab)
-    with sink:
+    with _bulk_settings(engine), sink:
         pipe = _Pipe()
         try:
             for inp in inputs:
@@ -175,6 +177,35 @@ def load_records(engine: Engine, mapping: str | Path, paths: list[str | Path], *
             raise
         pipe.close()
     return RecordsResult(sink.report, [i.label for i in inputs], [str(p) for p in ignored])
+
+
+# DuckDB checkpoints (writes changed tables and the primary-key indexes into the file) whenever its WAL
+# passes checkpoint_threshold, 16 MB by default: every chunk or two of a big load, each time rewriting the
+# growing etl.source_id_map / source_resource indexes. A load raises the threshold and checkpoints once.
+_DUCKDB_CHECKPOINT = "128MB"
+
+
+@contextmanager
+def _bulk_settings(engine: Engine) -> Iterator[None]:
+    """DuckDB: a higher checkpoint threshold for the load (restored after, then one checkpoint)."""
+    if dialect_of(engine) != "duckdb":
+        yield
+        return
+    with engine.connect() as con:
+        old = con.execute(sa.text("select current_setting('checkpoint_threshold')")).scalar()
+        con.execute(sa.text(f"set global checkpoint_threshold = '{_DUCKDB_CHECKPOINT}'"))
+        con.commit()
+    try:
+        yield
+    finally:
+        with engine.connect() as con:
+            if re.fullmatch(r"[0-9.]+ ?[A-Za-z]*", str(old)):
+                con.execute(sa.text(f"set global checkpoint_threshold = '{old}'"))
+                con.commit()
+            try:
+                con.execute(sa.text("checkpoint"))
+            except Exception:  # noqa: BLE001 - another open transaction: DuckDB checkpoints later by itself
+                log.debug("checkpoint after the load deferred", exc_info=True)
 
 
 def _mapped(spec: MappingSpec, inp: reader.Input, rtype: str, chunk: pd.DataFrame, rownums: pd.Series,
