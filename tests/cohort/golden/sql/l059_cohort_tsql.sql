@@ -1,5 +1,5 @@
 -- ALTER-L059: ES-SCLC, anlotinib + PD-(L)1 maintenance after chemoimmunotherapy
--- l059-omop 0.1.0; dialect tsql; definition sha256 e8382faed647a39ed33e7a28b9bf44dc467e883f732291ce4ba125a03e913d0b
+-- l059-omop 0.1.0; dialect tsql; definition sha256 13c5956120cfcf70b4426c3548fed396c7beaa015303b9566b19db552a300016
 -- parameters: {"autoimmune_lookback_days": 730, "bleeding_lookback_days": 180, "coagulation_lab_days": 30, "cycle_gap_days": 14, "default_aptt_uln": 40, "ecog_lookback_days": 42, "era_gap_days": 30, "induction_lookback_days": 14, "lesion_lookback_days": 42, "ls_free_interval_days": 183, "max_aptt_ratio": 1.5, "max_cycles": 6, "max_ecog": 2, "max_inr": 1.5, "min_age": 18, "min_anlotinib_days": 42, "min_cycles": 4, "min_lesion_mm": 10, "pd1_after_days": 28, "pd1_before_days": 7, "study_end": "2024-12-31", "study_start": "2022-01-01"}
 
 -- 00_scratch_tables.sql
@@ -1467,12 +1467,17 @@ INSERT INTO results.l059_mask (
 )
 SELECT
   q.person_id,
-  CAST(COALESCE(SUM(POWER(CAST(2 AS BIGINT), i.rule_id)), 0) AS BIGINT)
+  CAST(COALESCE(i.rule_mask, 0) AS BIGINT)
 FROM results.l059_qualified AS q
-LEFT JOIN results.l059_inclusion AS i
-  ON i.person_id = q.person_id
-GROUP BY
-  q.person_id;
+LEFT JOIN (
+  SELECT
+    person_id AS person_id,
+    SUM(POWER(CAST(2 AS BIGINT), rule_id)) AS rule_mask
+  FROM results.l059_inclusion
+  GROUP BY
+    person_id
+) AS i
+  ON i.person_id = q.person_id;
 
 -- 85_inclusion_names (generated from the rule headers)
 DELETE FROM results.cohort_inclusion
@@ -1642,13 +1647,25 @@ CROSS JOIN (
 ) AS modes
 LEFT JOIN (
   SELECT
-    rule_id AS rule_id,
-    COUNT(DISTINCT person_id) AS person_count
-  FROM results.l059_inclusion
+    r2.rule_sequence AS rule_sequence,
+    SUM(m.mask_count) AS person_count
+  FROM (
+    SELECT
+      inclusion_rule_mask AS inclusion_rule_mask,
+      COUNT(*) AS mask_count
+    FROM results.l059_mask
+    GROUP BY
+      inclusion_rule_mask
+  ) AS m
+  JOIN results.cohort_inclusion AS r2
+    ON r2.cohort_definition_id = 1059
+    AND FLOOR(CAST(m.inclusion_rule_mask AS FLOAT) / POWER(CAST(2 AS FLOAT), r2.rule_sequence)) > 2 * FLOOR(
+      CAST(m.inclusion_rule_mask AS FLOAT) / POWER(CAST(2 AS FLOAT), r2.rule_sequence + 1)
+    )
   GROUP BY
-    rule_id
+    r2.rule_sequence
 ) AS met
-  ON met.rule_id = r.rule_sequence
+  ON met.rule_sequence = r.rule_sequence
 LEFT JOIN (
   SELECT
     inclusion_rule_mask AS inclusion_rule_mask,
