@@ -171,3 +171,10 @@ def test_sigkill_and_rerun_records_duckdb(duckdb_template, tmp_path, synth_recor
 @pytest.mark.postgres
 def test_sigkill_and_rerun_postgresql(pg_cdm_factory, synth_fhir, tmp_path):
     _run(pg_cdm_factory, _fhir_cmd(synth_fhir, tmp_path), 2, "postgresql", poll=True)
+
+
+@pytest.mark.slow
+@pytest.mark.postgres
+def test_sigkill_and_rerun_records_postgresql(pg_cdm_factory, synth_records):
+    cmd = ["load-records", "--mapping", "synth_site", str(synth_records), "--chunk-rows", "60"]
+    _run(pg_cdm_factory, cmd, 4, "records-postgresql", persons=8, poll=True)
