@@ -800,17 +800,21 @@ class Sink:
                 out.inserted[table] += self._upsert(con, table, df)
             else:
                 out.inserted[table] += bulk.insert_frame(con, self.cdm, table, df)
-        m = pd.concat(map_parts, ignore_index=True)
-        m.insert(0, "source_system", self.source_system)
-        m["run_id"] = self.run_id
-        m["omop_id"] = m["omop_id"].astype("int64")
-        bulk.insert_frame(con, self.etl, "source_id_map", m)
+        # a batch may write nothing new: its changed records' new versions all quarantined (their old rows
+        # are gone above, as the source no longer says what they said)
+        if map_parts:
+            m = pd.concat(map_parts, ignore_index=True)
+            m.insert(0, "source_system", self.source_system)
+            m["run_id"] = self.run_id
+            m["omop_id"] = m["omop_id"].astype("int64")
+            bulk.insert_frame(con, self.etl, "source_id_map", m)
         w = np.flatnonzero(written)
-        bulk.insert_frame(con, self.etl, "source_resource", pd.DataFrame({
-            "source_system": self.source_system, "resource_type": rt, "source_id": sids[w],
-            "version_id": None, "last_updated": None,
-            "content_sha256": np.asarray(b.content_sha256, dtype=object)[w], "run_id": self.run_id,
-            "locator": np.asarray(b.locator, dtype=object)[w], "imputed": None}))
+        if len(w):
+            bulk.insert_frame(con, self.etl, "source_resource", pd.DataFrame({
+                "source_system": self.source_system, "resource_type": rt, "source_id": sids[w],
+                "version_id": None, "last_updated": None,
+                "content_sha256": np.asarray(b.content_sha256, dtype=object)[w], "run_id": self.run_id,
+                "locator": np.asarray(b.locator, dtype=object)[w], "imputed": None}))
         if touched:
             persons = np.unique(np.concatenate(touched))
             bulk.insert_frame(con, self.etl, "touched_person",

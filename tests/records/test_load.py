@@ -243,3 +243,23 @@ def test_vocabulary_lookup_and_unmapped_codes(rec_duckdb, tmp_path):
     assert [(a, b, c, str(d), float(v), t) for a, b, c, d, v, t in rows] == [
         (0, 0, "99999-9", "2023-01-06", 7.0, 32817), (3022217, 3022217, "6301-6", "2023-01-05", 1.1, 32817)]
     assert year == 1950
+
+
+def test_changed_row_now_pointing_at_an_unknown_patient(rec_engine, tmp_path):
+    """Found by the records fuzzer: a batch whose only changed record is quarantined wrote nothing and crashed.
+    The new version is quarantined with the reason; the old version's rows go (the source withdrew them)."""
+    spec = spec_copy(tmp_path)
+    folder = extracts.write(tmp_path / "x")
+    load_records(rec_engine, spec, [folder])
+    path = folder / "diagnoses.csv"
+    text = path.read_text(encoding="utf-8-sig")
+    assert "ZY000456-002,ZY000456," in text
+    path.write_text(text.replace("ZY000456-002,ZY000456,", "ZY000456-002,ZY_UNKNOWN,"), encoding="utf-8-sig")
+    before = counts(rec_engine)
+    rep = load_records(rec_engine, spec, [folder]).report
+    assert rep.check() == [] and rep.read == rep.mapped + rep.quarantined + rep.skipped
+    assert rep.quarantined == 1
+    with rec_engine.connect() as con:
+        (locator, reason), = con.execute(sa.text("select source_locator, reason from etl.quarantine")).all()
+    assert locator.endswith("diagnoses.csv:row 4") and reason.startswith("unresolved reference: Patient/")
+    assert sum(counts(rec_engine).values()) < sum(before.values())
