@@ -62,6 +62,16 @@ class StrictQuarantine(BadInput):
     """--strict: a record was quarantined, so nothing was written."""
 
 
+def require_initialised(engine: Engine, cdm_schema: str, etl_schema: str) -> None:
+    """A load into a database init-db never ran on fails with that hint (exit 2), not a catalog error."""
+    with engine.connect() as con:
+        inspector = sa.inspect(con)
+        for schema, table in ((etl_schema, "load_run"), (cdm_schema, "person"), (cdm_schema, "concept")):
+            if not inspector.has_table(table, schema=schema):
+                raise BadInput(f"no table {schema}.{table} in this database: run init-db first "
+                               "(with the same --cdm-schema / --etl-schema)")
+
+
 def content_sha256(payload: bytes | str) -> str:
     if isinstance(payload, str):
         payload = payload.encode("utf-8")
@@ -120,6 +130,7 @@ class Sink:
             self.abort(exc)
 
     def start(self) -> None:
+        require_initialised(self.engine, self.cdm, self.etl)
         with self.engine.begin() as con:
             con.execute(self._t("load_run").insert().values(
                 run_id=self.run_id, kind=self.kind, started_at=self.started_at, status="running",

@@ -30,7 +30,7 @@ from l059_omop.db.engine import dialect_of, validate_identifier
 from l059_omop.errors import BadInput
 from l059_omop.etl.model import Quarantined
 from l059_omop.etl.report import RunReport
-from l059_omop.etl.sink import FrameBatch, Sink, TableFrame
+from l059_omop.etl.sink import FrameBatch, Sink, TableFrame, require_initialised
 from l059_omop.records import reader
 from l059_omop.records.mapper import PATIENT, ChunkResult, Resolved, codes_needed, keyed, map_chunk
 from l059_omop.records.spec import MappingSpec, SourceSpec, SpecError, check_header, load_spec
@@ -150,6 +150,7 @@ def load_records(engine: Engine, mapping: str | Path, paths: list[str | Path], *
                             f"the header of {inp.label} is not valid {inp.source.encoding}: declare the file's "
                             "encoding (e.g. encoding: gb18030)")
         check_header(spec, inp.source, head, inp.label)
+    require_initialised(engine, cdm, etl_schema)
     domains = _check_concepts(engine, cdm, spec)
     vocab = Vocabulary(engine, cdm)
     res = _resolved_static(engine, cdm, spec, vocab)

@@ -24,3 +24,14 @@ def test_cli_exit_codes(tmp_path):
     r = runner.invoke(main, ["--db", db, "load-records", "--mapping", str(spec), str(good)])
     assert r.exit_code == 2
     assert f"error: {spec}:" in r.output and "unknown field 'value_as_numbr'" in r.output
+
+
+def test_load_into_a_database_without_init_db_says_so(tmp_path):
+    """Exit 2 and a one-line hint, not a database catalog error with exit 1, for both loaders."""
+    db = f"duckdb:///{tmp_path / 'empty.duckdb'}"
+    runner = CliRunner()
+    good = extracts.write(tmp_path / "good")
+    for args in (["load-records", "--mapping", "synth_site", str(good)], ["load-fhir", str(tmp_path)]):
+        r = runner.invoke(main, ["--db", db, *args])
+        assert r.exit_code == 2, r.output
+        assert "no table etl.load_run in this database: run init-db first" in r.output
