@@ -7,10 +7,12 @@ the reason, unless L059_REQUIRE_PG=1 (set by .ci/run), which turns that skip int
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -67,3 +69,17 @@ def throwaway_database(prefix: str = "l059_test", template: str | None = None) -
     finally:
         drop_database(admin, name)
         admin.dispose()
+
+
+@contextmanager
+def init_db_engine(backend: str, folder: Path) -> Iterator[sa.Engine]:
+    """An engine on a new init-db'ed CDM: a DuckDB file in ``folder`` or a throw-away PostgreSQL database."""
+    from l059_omop.db.api import init_db
+
+    with contextlib.ExitStack() as stack:
+        url = (f"duckdb:///{folder / 'l059.duckdb'}" if backend == "duckdb"
+               else stack.enter_context(throwaway_database()))
+        engine = sa.create_engine(url)
+        stack.callback(engine.dispose)
+        init_db(engine)
+        yield engine

@@ -4,29 +4,16 @@ test data, so the R reference checks do not pay PostgreSQL's init-db for every a
 from __future__ import annotations
 
 import pytest
-import sqlalchemy as sa
 
-from l059_omop.db.api import init_db
 from tests.outcomes.lung_omop import load_lung_cohort
-from tests.pg import throwaway_database
+from tests.pg import init_db_engine
 
 
 @pytest.fixture(scope="module", params=["duckdb", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def module_cdm_engine(request, tmp_path_factory):
     """An init-db'ed CDM shared by one test module, on DuckDB and on PostgreSQL."""
-    if request.param == "duckdb":
-        engine = sa.create_engine(f"duckdb:///{tmp_path_factory.mktemp('outcomes') / 'l059.duckdb'}")
-        init_db(engine)
+    with init_db_engine(request.param, tmp_path_factory.mktemp("outcomes")) as engine:
         yield engine
-        engine.dispose()
-        return
-    with throwaway_database() as url:
-        engine = sa.create_engine(url)
-        try:
-            init_db(engine)
-            yield engine
-        finally:
-            engine.dispose()
 
 
 @pytest.fixture(scope="module")
