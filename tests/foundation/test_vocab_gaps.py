@@ -98,6 +98,28 @@ AE_KEYS = ("hypertension", "hand_foot", "proteinuria", "hypothyroidism", "pneumo
            "thrombocytopenia")
 
 
+# the two terms without a verified concept are expected to fail (strictly: a verified row must update this)
+AE_PARAMS = [pytest.param(k, marks=pytest.mark.xfail(strict=True, reason=UNVERIFIED))
+             if k in ("proteinuria", "hand_foot") else k for k in AE_KEYS]
+
+
+def _condition_ids_by_onset(tmp, load, onset: dict[str, str]) -> dict[str, list[int]]:
+    """Load into a fresh init-db'ed DuckDB file, then AE key -> condition_concept_ids on its onset date."""
+    engine = sa.create_engine(f"duckdb:///{tmp / 'omop.duckdb'}")
+    try:
+        init_db(engine)
+        load(engine)
+        with engine.connect() as con:
+            rows = con.execute(sa.text("select cast(condition_start_date as varchar), condition_concept_id "
+                                       "from cdm.condition_occurrence")).all()
+    finally:
+        engine.dispose()
+    by_date: dict[str, list[int]] = {}
+    for d, cid in rows:
+        by_date.setdefault(str(d), []).append(int(cid))
+    return {key: by_date.get(onset[key], []) for key in AE_KEYS}
+
+
 @pytest.fixture(scope="module")
 def records_ae(tmp_path_factory) -> dict[str, list[int]]:
     """One records load (DuckDB) of an extract with every AE term of the generator: key -> condition ids."""
@@ -114,24 +136,10 @@ def records_ae(tmp_path_factory) -> dict[str, list[int]]:
         for i, key in enumerate(AE_KEYS):
             w.writerow([f"ZY000123-{i:03d}", "ZY000123", onset[key], "", codes()["adverse_events"][key]["zh"], "",
                         "2", "安罗替尼"])
-    engine = sa.create_engine(f"duckdb:///{tmp / 'omop.duckdb'}")
-    try:
-        init_db(engine)
-        load_records(engine, spec, [folder])
-        with engine.connect() as con:
-            rows = con.execute(sa.text("select cast(condition_start_date as varchar), condition_concept_id "
-                                       "from cdm.condition_occurrence")).all()
-    finally:
-        engine.dispose()
-    by_date: dict[str, list[int]] = {}
-    for d, cid in rows:
-        by_date.setdefault(str(d), []).append(int(cid))
-    return {key: by_date.get(onset[key], []) for key in AE_KEYS}
+    return _condition_ids_by_onset(tmp, lambda engine: load_records(engine, spec, [folder]), onset)
 
 
-@pytest.mark.parametrize("key", [
-    pytest.param(k, marks=pytest.mark.xfail(strict=True, reason=UNVERIFIED)) if k in ("proteinuria", "hand_foot")
-    else k for k in AE_KEYS])
+@pytest.mark.parametrize("key", AE_PARAMS)
 def test_records_ae_lands_with_a_concept(records_ae, key):
     """A records extract with the generator's AE term (zh) lands with a non-zero condition_concept_id."""
     ids = records_ae[key]
@@ -153,24 +161,10 @@ def fhir_ae(tmp_path_factory) -> dict[str, list[int]]:
     f = tmp / "b.json"
     f.write_text(json.dumps({"resourceType": "Bundle", "type": "collection",
                              "entry": [{"resource": r} for r in resources]}), encoding="utf-8")
-    engine = sa.create_engine(f"duckdb:///{tmp / 'omop.duckdb'}")
-    try:
-        init_db(engine)
-        load_fhir(engine, [f], workers=1)
-        with engine.connect() as con:
-            rows = con.execute(sa.text("select cast(condition_start_date as varchar), condition_concept_id "
-                                       "from cdm.condition_occurrence")).all()
-    finally:
-        engine.dispose()
-    by_date: dict[str, list[int]] = {}
-    for d, cid in rows:
-        by_date.setdefault(str(d), []).append(int(cid))
-    return {key: by_date.get(onset[key], []) for key in AE_KEYS}
+    return _condition_ids_by_onset(tmp, lambda engine: load_fhir(engine, [f], workers=1), onset)
 
 
-@pytest.mark.parametrize("key", [
-    pytest.param(k, marks=pytest.mark.xfail(strict=True, reason=UNVERIFIED)) if k in ("proteinuria", "hand_foot")
-    else k for k in AE_KEYS])
+@pytest.mark.parametrize("key", AE_PARAMS)
 def test_fhir_ae_lands_with_a_concept(fhir_ae, key):
     """A FHIR AdverseEvent coded as the generator codes it lands with a non-zero condition_concept_id."""
     ids = fhir_ae[key]
