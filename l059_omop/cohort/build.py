@@ -68,24 +68,40 @@ def attrition_from_masks(masks: pd.DataFrame) -> pd.DataFrame:
 
 
 def _execute(engine: Engine, statements: list[tuple[str, list[str]]],
-             analyze: dict[str, list[str]] | None = None) -> None:
+             analyze: dict[str, list[str]] | None = None,
+             cleanup: tuple[str, list[str]] | None = None, run_id: str = "") -> None:
+    """Run the steps in one transaction, then ``cleanup`` (the scratch drops) on the same connection, also
+    when a step failed: DuckDB's temporary scratch tables exist only on the connection that made them."""
     # one snapshot for the whole build: under PostgreSQL's default READ COMMITTED each statement would read
     # the CDM as a concurrent load had just committed it, mixing states (DuckDB transactions are snapshots)
     options = {"isolation_level": "REPEATABLE READ"} if engine.dialect.name == "postgresql" else {}
     duck = engine.dialect.name == "duckdb"
-    with engine.connect().execution_options(**options) as con, con.begin():
-        if duck:
-            # no statement here relies on row order (each result is a set), and an INSERT that keeps
-            # insertion order buffers its input to restore it: off for the build, restored after
-            con.exec_driver_sql("SET preserve_insertion_order = false")
+    with engine.connect().execution_options(**options) as con:
         try:
-            _run_steps(con, statements, analyze)
-        finally:
-            if duck:
+            with con.begin():
+                if duck:
+                    # no statement here relies on row order (each result is a set), and an INSERT that keeps
+                    # insertion order buffers its input to restore it: off for the build, restored after
+                    con.exec_driver_sql("SET preserve_insertion_order = false")
                 try:
-                    con.exec_driver_sql("RESET preserve_insertion_order")
-                except Exception:  # noqa: BLE001 - a failed step aborted the transaction: retire the connection
-                    con.invalidate()
+                    _run_steps(con, statements, analyze)
+                finally:
+                    if duck:
+                        try:
+                            con.exec_driver_sql("RESET preserve_insertion_order")
+                        except Exception:  # noqa: BLE001 - a failed step aborted the transaction
+                            con.invalidate()
+        finally:
+            if cleanup is not None:
+                try:
+                    if con.invalidated:  # closed with its temporary tables; a scratch schema's are dropped
+                        with engine.connect() as other, other.begin():
+                            _run_steps(other, [cleanup], None)
+                    else:
+                        with con.begin():
+                            _run_steps(con, [cleanup], None)
+                except Exception:  # noqa: BLE001 - never hide the original error behind a failed clean-up
+                    log.warning("could not drop the scratch tables of run %s", run_id)
 
 
 def _run_steps(con: sa.Connection, statements: list[tuple[str, list[str]]],
@@ -139,19 +155,16 @@ def build_cohort(engine: Engine, cdm_schema: str = "cdm", results_schema: str = 
     started = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
     _ensure_tables(engine, results_schema, cohort_table, values["scratch_database_schema"])
     steps = d.translated_steps(dialect, values)
+    if dialect == "duckdb" and scratch_schema is None:
+        steps = d.duckdb_temporary_scratch(steps, values)
     work, drop = steps[:-1], steps[-1]
     t0 = time.perf_counter()
     try:
-        _execute(engine, work, _analyze_plan(dialect, values, work))
+        _execute(engine, work, _analyze_plan(dialect, values, work), cleanup=drop, run_id=run_id)
     except L059Error:
         raise
     except Exception as exc:  # noqa: BLE001
         raise RuntimeFailure(f"cohort build failed: {str(exc).strip().splitlines()[0]}") from exc
-    finally:
-        try:
-            _execute(engine, [drop])
-        except Exception:  # noqa: BLE001 - never hide the original error behind a failed clean-up
-            log.warning("could not drop the scratch tables of run %s", run_id)
     log.info("cohort %s built in %.2f s", cohort_id, time.perf_counter() - t0)
     rs = results_schema
     with engine.begin() as con:

@@ -315,6 +315,30 @@ def translated_steps(dialect: str, values: Mapping[str, object]) -> list[tuple[s
     return [(s.name, translate_script(render(s.sql, values), dialect)) for s in steps(params)]
 
 
+def duckdb_temporary_scratch(steps: list[tuple[str, list[str]]],
+                             values: Mapping[str, object]) -> list[tuple[str, list[str]]]:
+    """The DuckDB statements with the run's scratch tables as TEMP tables of the build's connection.
+
+    A DuckDB table in the database file is compressed and written out as it fills: the 56 million event
+    rows of a 1M-person CDM cost more to store than every rule costs to read them. Temporary tables stay in
+    memory (spilling to DuckDB's temp directory past its memory limit), vanish with the connection even when
+    the process is killed, and are still written and read in the build's one transaction. Only the table
+    references change (``schema.l059_<run>_x`` -> ``temp.main.l059_<run>_x``); the OHDSI SQL is the same.
+    """
+    schema = values["scratch_database_schema"]
+    names = [str(values[f"{t}_table"]) for t in SCRATCH_TABLES]
+    create = re.compile(rf"\bCREATE TABLE {schema}\.({'|'.join(names)})\b")
+    ref = re.compile(rf"\b{schema}\.({'|'.join(names)})\b")
+    out = []
+    for name, stmts in steps:
+        done = [ref.sub(r"temp.main.\1", create.sub(r"CREATE TEMPORARY TABLE \1", s)) for s in stmts]
+        left = [s for s in done if ref.search(s)]
+        if left:  # a reference the rewrite missed would write a persistent table: refuse rather than mix
+            raise RuntimeError(f"cohort step {name}: scratch table reference not rewritten: {left[0][:200]}")
+        out.append((name, done))
+    return out
+
+
 def render_cohort_sql(dialect: str, cdm_schema: str = "cdm", results_schema: str = "results",
                       vocabulary_schema: str | None = None, scratch_schema: str | None = None,
                       cohort_id: int = 1059, cohort_table: str = "cohort", prefix: str = "l059_",

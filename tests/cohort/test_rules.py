@@ -133,3 +133,36 @@ def test_failed_run_drops_its_scratch_tables(cdm_engine):
     with cdm_engine.connect() as con:
         left = con.execute(sa.text("select table_name from information_schema.tables where table_name like 'l059_%'"))
         assert left.fetchall() == []
+
+
+def test_duckdb_scratch_tables_are_temporary_unless_a_scratch_schema_is_named(duckdb_url):
+    """DuckDB's default build keeps its scratch tables as TEMP tables of its connection (nothing written
+    to the file, nothing left by a killed process); a named scratch schema gets ordinary tables there,
+    dropped after the run. Both select the same cohort."""
+    import re
+
+    from l059_omop.cohort import definition as d
+    from l059_omop.db.api import init_db
+
+    values = d.render_values(prefix="l059_t0_")
+    rewritten = d.duckdb_temporary_scratch(d.translated_steps("duckdb", values), values)
+    text = "\n".join(s for _, stmts in rewritten for s in stmts)
+    assert not re.search(r"\bresults\.l059_t0_", text)
+    assert len(re.findall(r"CREATE TEMPORARY TABLE l059_t0_", text)) == len(d.SCRATCH_TABLES)
+    assert "temp.main.l059_t0_events" in text
+
+    engine = sa.create_engine(duckdb_url)
+    init_db(engine)
+    _load(engine)
+    build_cohort(engine)
+    default = _cohort(engine)
+    build_cohort(engine, scratch_schema="l059_scratch")
+    with engine.connect() as con:
+        assert con.execute(sa.text("select count(*) from information_schema.schemata "
+                                   "where schema_name = 'l059_scratch'")).scalar() == 1
+        left = con.execute(sa.text("select table_schema, table_name from information_schema.tables "
+                                   "where table_name like 'l059_%'")).fetchall()
+    assert left == []
+    pd.testing.assert_frame_equal(_cohort(engine), default)
+    assert set(default.subject_id) == set(expected_cohort(CASES).subject_id)
+    engine.dispose()

@@ -42,7 +42,7 @@ CREATE TABLE @scratch_database_schema.@inclusion_table (
 );
 CREATE TABLE @scratch_database_schema.@cycle_table (
   person_id BIGINT NOT NULL,
-  cycle_number INT NOT NULL,
+  close_to_previous INT NOT NULL,
   cycle_date DATE NOT NULL
 );
 CREATE TABLE @scratch_database_schema.@mask_table (

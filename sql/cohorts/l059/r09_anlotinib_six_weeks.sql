@@ -5,12 +5,18 @@
 -- One ordered pass: prev_end is the latest end among the exposures before (start, end order). The first era
 -- ends before the first later exposure that starts > @era_gap_days days after prev_end (the first break, by
 -- (start, end)); it holds the first exposure and every exposure ordered before that break.
+-- Only exposures starting by index + @min_anlotinib_days + @era_gap_days days are read: the verdict is the
+-- same. Either the first break starts by then (the first era holds only such exposures), or the exposures
+-- up to then form one era: if it reaches index + @min_anlotinib_days - 1 the rule holds whatever follows;
+-- if not, it ends before index + @min_anlotinib_days - 1, so any later exposure starts more than
+-- @era_gap_days days after it, which is a break, and the era ends there too.
 WITH ex AS (
   SELECT d.person_id, d.start_date, d.end_date,
     MAX(d.end_date) OVER (PARTITION BY d.person_id ORDER BY d.start_date, d.end_date
                           ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS prev_end
   FROM @scratch_database_schema.@events_table d
-  WHERE d.codeset_id = 1
+  JOIN @scratch_database_schema.@qualified_table q ON q.person_id = d.person_id
+  WHERE d.codeset_id = 1 AND d.start_date <= DATEADD(day, @min_anlotinib_days + @era_gap_days, q.index_date)
 ), breaks AS (
   SELECT person_id, start_date, end_date
   FROM ex

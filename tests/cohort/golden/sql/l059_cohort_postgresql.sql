@@ -1,5 +1,5 @@
 -- ALTER-L059: ES-SCLC, anlotinib + PD-(L)1 maintenance after chemoimmunotherapy
--- l059-omop 0.1.0; dialect postgresql; definition sha256 13c5956120cfcf70b4426c3548fed396c7beaa015303b9566b19db552a300016
+-- l059-omop 0.1.0; dialect postgresql; definition sha256 0ba8e6dfdc08b30b2100f93b22e37f2380af8662bda7fe079fd927dbc8df5ec2
 -- parameters: {"autoimmune_lookback_days": 730, "bleeding_lookback_days": 180, "coagulation_lab_days": 30, "cycle_gap_days": 14, "default_aptt_uln": 40, "ecog_lookback_days": 42, "era_gap_days": 30, "induction_lookback_days": 14, "lesion_lookback_days": 42, "ls_free_interval_days": 183, "max_aptt_ratio": 1.5, "max_cycles": 6, "max_ecog": 2, "max_inr": 1.5, "min_age": 18, "min_anlotinib_days": 42, "min_cycles": 4, "min_lesion_mm": 10, "pd1_after_days": 28, "pd1_before_days": 7, "study_end": "2024-12-31", "study_start": "2022-01-01"}
 
 -- 00_scratch_tables.sql
@@ -44,7 +44,7 @@ CREATE TABLE results.l059_inclusion (
 );
 CREATE TABLE results.l059_cycle (
   person_id BIGINT NOT NULL,
-  cycle_number INT NOT NULL,
+  close_to_previous INT NOT NULL,
   cycle_date DATE NOT NULL
 );
 CREATE TABLE results.l059_mask (
@@ -1132,31 +1132,62 @@ JOIN (
 -- r05_induction_chemoimmunotherapy.sql
 INSERT INTO results.l059_cycle (
   person_id,
-  cycle_number,
+  close_to_previous,
   cycle_date
 )
-SELECT DISTINCT
-  ev.person_id,
-  0,
-  ev.start_date
-FROM results.l059_events AS ev
-JOIN results.l059_qualified AS q
-  ON q.person_id = ev.person_id
-WHERE
-  ev.codeset_id = 5
-  AND ev.start_date >= q.induction_start
-  AND ev.start_date < q.index_date;
+SELECT
+  g.person_id,
+  CASE
+    WHEN NOT g.prev_date IS NULL AND g.cycle_date < (
+      g.prev_date + (
+        14
+      )
+    )
+    THEN 1
+    ELSE 0
+  END,
+  g.cycle_date
+FROM (
+  SELECT
+    ev.person_id,
+    ev.start_date AS cycle_date,
+    LAG(ev.start_date) OVER (PARTITION BY ev.person_id ORDER BY ev.start_date NULLS FIRST) AS prev_date
+  FROM results.l059_events AS ev
+  JOIN results.l059_qualified AS q
+    ON q.person_id = ev.person_id
+  WHERE
+    ev.codeset_id = 5
+    AND ev.start_date >= q.induction_start
+    AND ev.start_date < q.index_date
+) AS g;
 INSERT INTO results.l059_inclusion (
   rule_id,
   person_id
 )
-WITH nxt AS (
+WITH spacing AS (
+  SELECT
+    person_id,
+    COUNT(*) AS n_dates,
+    SUM(close_to_previous) AS n_close
+  FROM results.l059_cycle
+  GROUP BY
+    person_id
+), crowded AS (
+  SELECT DISTINCT
+    c.person_id,
+    c.cycle_date
+  FROM results.l059_cycle AS c
+  JOIN spacing AS s
+    ON s.person_id = c.person_id
+  WHERE
+    s.n_close > 0
+), nxt AS (
   SELECT
     a.person_id,
     a.cycle_date,
     MIN(b.cycle_date) AS next_date
-  FROM results.l059_cycle AS a
-  LEFT JOIN results.l059_cycle AS b
+  FROM crowded AS a
+  LEFT JOIN crowded AS b
     ON b.person_id = a.person_id AND b.cycle_date >= (
       a.cycle_date + (
         14
@@ -1169,10 +1200,10 @@ WITH nxt AS (
   SELECT
     person_id,
     MIN(cycle_date) AS cycle_date
-  FROM results.l059_cycle
+  FROM crowded
   GROUP BY
     person_id
-), cycles AS (
+), chained AS (
   SELECT
     f.person_id,
     1 + CASE WHEN n1.next_date IS NULL THEN 0 ELSE 1 END + CASE WHEN n2.next_date IS NULL THEN 0 ELSE 1 END + CASE WHEN n3.next_date IS NULL THEN 0 ELSE 1 END + CASE WHEN n4.next_date IS NULL THEN 0 ELSE 1 END + CASE WHEN n5.next_date IS NULL THEN 0 ELSE 1 END + CASE WHEN n6.next_date IS NULL THEN 0 ELSE 1 END + CASE WHEN n7.next_date IS NULL THEN 0 ELSE 1 END + CASE WHEN n8.next_date IS NULL THEN 0 ELSE 1 END + CASE WHEN n9.next_date IS NULL THEN 0 ELSE 1 END AS n_cycles
@@ -1195,6 +1226,18 @@ WITH nxt AS (
     ON n8.person_id = f.person_id AND n8.cycle_date = n7.next_date
   LEFT JOIN nxt AS n9
     ON n9.person_id = f.person_id AND n9.cycle_date = n8.next_date
+), cycles AS (
+  SELECT
+    person_id,
+    n_dates AS n_cycles
+  FROM spacing
+  WHERE
+    n_close = 0
+  UNION ALL
+  SELECT
+    person_id,
+    n_cycles
+  FROM chained
 ), partners AS (
   SELECT
     ev.person_id,
@@ -1328,8 +1371,14 @@ WITH ex AS (
       ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING
     ) AS prev_end
   FROM results.l059_events AS d
+  JOIN results.l059_qualified AS q
+    ON q.person_id = d.person_id
   WHERE
-    d.codeset_id = 1
+    d.codeset_id = 1 AND d.start_date <= (
+      q.index_date + (
+        42 + 30
+      )
+    )
 ), breaks AS (
   SELECT
     person_id,
