@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Callable, Iterable
+import logging
+import re
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pandas as pd
@@ -13,6 +16,13 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from l059_omop.db.engine import dialect_of, validate_identifier
+
+log = logging.getLogger(__name__)
+
+# DuckDB checkpoints (writes the changed tables and their primary-key indexes into the file) whenever its
+# WAL passes checkpoint_threshold, 16 MB by default: every batch or two of a loader, each time rewriting the
+# growing etl.source_id_map / source_resource indexes. A load raises the threshold and checkpoints once.
+DUCKDB_LOAD_CHECKPOINT = "128MB"
 
 
 def _qualified(schema: str, table: str) -> str:
@@ -23,6 +33,37 @@ def quote_columns(columns) -> str:
     """A column list with each (validated) name double-quoted: the CDM has a column named offset, a
     reserved word in PostgreSQL and DuckDB."""
     return ", ".join(f'"{validate_identifier(c, "column name")}"' for c in columns)
+
+
+@contextmanager
+def duckdb_load_settings(engine: Engine, checkpoint_threshold: str | None = None) -> Iterator[None]:
+    """DuckDB: a higher checkpoint threshold for a load (the old one restored after, then one checkpoint);
+    other databases: nothing."""
+    if dialect_of(engine) != "duckdb":
+        yield
+        return
+    with engine.connect() as con:
+        old = con.execute(sa.text("select current_setting('checkpoint_threshold')")).scalar()
+        size = _size(checkpoint_threshold or DUCKDB_LOAD_CHECKPOINT)
+        con.execute(sa.text(f"set global checkpoint_threshold = '{size}'"))
+        con.commit()
+    try:
+        yield
+    finally:
+        with engine.connect() as con:
+            if re.fullmatch(r"[0-9.]+ ?[A-Za-z]*", str(old)):
+                con.execute(sa.text(f"set global checkpoint_threshold = '{old}'"))
+                con.commit()
+            try:
+                con.execute(sa.text("checkpoint"))
+            except Exception:  # noqa: BLE001 - another open transaction: DuckDB checkpoints later by itself
+                log.debug("checkpoint after the load deferred", exc_info=True)
+
+
+def _size(text: str) -> str:
+    if not re.fullmatch(r"[0-9]+ ?[KMGT]?i?B", text):
+        raise ValueError(f"not a DuckDB memory size: {text!r}")
+    return text
 
 
 def _driver(con: Connection):

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from sqlalchemy.engine import Engine
 
+from l059_omop.db.bulk import duckdb_load_settings
 from l059_omop.errors import BadInput
 from l059_omop.etl.fhir.parse import Result, Task, run_task, type_priority
 from l059_omop.etl.model import Definition, Quarantined, SourceUnit
@@ -269,7 +270,7 @@ def load_fhir(engine: Engine, paths: Iterable[str | Path] = (), *, server: str |
     if _fail_after_batches is not None:
         _inject_failure(sink, _fail_after_batches)
     try:
-        with _fewer_collections(), sink:
+        with duckdb_load_settings(engine), _fewer_collections(), sink:
             loader = _Loader(sink, batch_size)
             # in-process (1 worker) a group would only delay the first write: tasks one by one
             groups = grouped(tasks) if executor is not None else ([t] for t in tasks)
