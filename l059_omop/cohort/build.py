@@ -108,13 +108,20 @@ def _run_steps(con: sa.Connection, statements: list[tuple[str, list[str]]],
                analyze: dict[str, list[str]] | None) -> None:
     for name, stmts in statements:
         t0 = time.perf_counter()
+        pending = list((analyze or {}).get(name, []))
         for s in stmts:
             try:
                 con.exec_driver_sql(s)
             except Exception as exc:  # noqa: BLE001 - report which step failed, in one line
                 msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
                 raise RuntimeFailure(f"cohort SQL step {name} failed: {msg}") from exc
-        for table in (analyze or {}).get(name, []):
+            # a table filled by this statement gets its statistics before the step's next statement reads
+            # it (R5 fills its cycle table, then groups and self-joins it)
+            head = " ".join(s.split()[:3]).lower()
+            for table in [t for t in pending if head == f"insert into {t.lower()}"]:
+                con.exec_driver_sql(f"analyze {table}")
+                pending.remove(table)
+        for table in pending:
             con.exec_driver_sql(f"analyze {table}")
         log.info("cohort step %s: %.2f s", name, time.perf_counter() - t0)
 

@@ -274,7 +274,9 @@ def load_fhir(engine: Engine, paths: Iterable[str | Path] = (), *, server: str |
             loader = _Loader(sink, batch_size)
             # in-process (1 worker) a group would only delay the first write: tasks one by one
             groups = grouped(tasks) if executor is not None else ([t] for t in tasks)
-            for results in ordered_map(executor, run_tasks, groups, prefetch=max(4, workers * 4)):
+            # the window must outlast a batch's write (and DuckDB's occasional checkpoint) so the workers do
+            # not stall: ~3 batches of NDJSON (16 x 1,000 lines with 2 workers), ~10 MB of results
+            for results in ordered_map(executor, run_tasks, groups, prefetch=max(8, workers * 8)):
                 for res in results:
                     loader.feed(res)
                 if progress:

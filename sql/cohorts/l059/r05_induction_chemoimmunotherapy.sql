@@ -9,7 +9,8 @@
 -- dates, the next date that counts after it is the first one >= @cycle_gap_days days later (one
 -- self-join); cycle 1 is the first date and cycle k+1 the next date after cycle k, followed through a
 -- fixed chain of nine equality joins in one statement. Ten cycles can be told apart, so @max_cycles may
--- be at most 9.
+-- be at most 9. The count is chosen per person in the final WHERE (not filtered inside a CTE): planners
+-- estimate a filter on an aggregate's output badly, and PostgreSQL then nested-looped over the entrants.
 INSERT INTO @scratch_database_schema.@cycle_table (person_id, close_to_previous, cycle_date)
 SELECT g.person_id,
   CASE WHEN g.prev_date IS NOT NULL AND g.cycle_date < DATEADD(day, @cycle_gap_days, g.prev_date) THEN 1 ELSE 0 END,
@@ -61,10 +62,6 @@ WITH spacing AS (
   LEFT JOIN nxt n7 ON n7.person_id = f.person_id AND n7.cycle_date = n6.next_date
   LEFT JOIN nxt n8 ON n8.person_id = f.person_id AND n8.cycle_date = n7.next_date
   LEFT JOIN nxt n9 ON n9.person_id = f.person_id AND n9.cycle_date = n8.next_date
-), cycles AS (
-  SELECT person_id, n_dates AS n_cycles FROM spacing WHERE n_close = 0
-  UNION ALL
-  SELECT person_id, n_cycles FROM chained
 ), partners AS (
   SELECT ev.person_id,
     SUM(CASE WHEN ev.codeset_id = 6 THEN 1 ELSE 0 END) AS n_etoposide,
@@ -77,6 +74,9 @@ WITH spacing AS (
 INSERT INTO @scratch_database_schema.@inclusion_table (rule_id, person_id)
 SELECT 4, q.person_id
 FROM @scratch_database_schema.@qualified_table q
-JOIN cycles c ON c.person_id = q.person_id
+JOIN spacing s ON s.person_id = q.person_id
+LEFT JOIN chained ch ON ch.person_id = q.person_id
 JOIN partners p ON p.person_id = q.person_id
-WHERE c.n_cycles >= @min_cycles AND c.n_cycles <= @max_cycles AND p.n_etoposide > 0 AND p.n_pd1 > 0;
+WHERE CASE WHEN s.n_close = 0 THEN s.n_dates ELSE ch.n_cycles END >= @min_cycles
+  AND CASE WHEN s.n_close = 0 THEN s.n_dates ELSE ch.n_cycles END <= @max_cycles
+  AND p.n_etoposide > 0 AND p.n_pd1 > 0;

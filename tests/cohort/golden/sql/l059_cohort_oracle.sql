@@ -1,5 +1,5 @@
 -- ALTER-L059: ES-SCLC, anlotinib + PD-(L)1 maintenance after chemoimmunotherapy
--- l059-omop 0.1.0; dialect oracle; definition sha256 0ba8e6dfdc08b30b2100f93b22e37f2380af8662bda7fe079fd927dbc8df5ec2
+-- l059-omop 0.1.0; dialect oracle; definition sha256 32abbeea19a53fb4e010cbbe1080fe19c8f7631a9336fe76f81ba277dce0e3c4
 -- parameters: {"autoimmune_lookback_days": 730, "bleeding_lookback_days": 180, "coagulation_lab_days": 30, "cycle_gap_days": 14, "default_aptt_uln": 40, "ecog_lookback_days": 42, "era_gap_days": 30, "induction_lookback_days": 14, "lesion_lookback_days": 42, "ls_free_interval_days": 183, "max_aptt_ratio": 1.5, "max_cycles": 6, "max_ecog": 2, "max_inr": 1.5, "min_age": 18, "min_anlotinib_days": 42, "min_cycles": 4, "min_lesion_mm": 10, "pd1_after_days": 28, "pd1_before_days": 7, "study_end": "2024-12-31", "study_start": "2022-01-01"}
 
 -- 00_scratch_tables.sql
@@ -1226,18 +1226,6 @@ WITH spacing AS (
     ON n8.person_id = f.person_id AND n8.cycle_date = n7.next_date
   LEFT JOIN nxt n9
     ON n9.person_id = f.person_id AND n9.cycle_date = n8.next_date
-), cycles AS (
-  SELECT
-    person_id,
-    n_dates AS n_cycles
-  FROM spacing
-  WHERE
-    n_close = 0
-  UNION ALL
-  SELECT
-    person_id,
-    n_cycles
-  FROM chained
 ), partners AS (
   SELECT
     ev.person_id,
@@ -1257,12 +1245,17 @@ SELECT
   4,
   q.person_id
 FROM results.l059_qualified q
-JOIN cycles c
-  ON c.person_id = q.person_id
+JOIN spacing s
+  ON s.person_id = q.person_id
+LEFT JOIN chained ch
+  ON ch.person_id = q.person_id
 JOIN partners p
   ON p.person_id = q.person_id
 WHERE
-  c.n_cycles >= 4 AND c.n_cycles <= 6 AND p.n_etoposide > 0 AND p.n_pd1 > 0;
+  CASE WHEN s.n_close = 0 THEN s.n_dates ELSE ch.n_cycles END >= 4
+  AND CASE WHEN s.n_close = 0 THEN s.n_dates ELSE ch.n_cycles END <= 6
+  AND p.n_etoposide > 0
+  AND p.n_pd1 > 0;
 
 -- r06_no_progression_during_induction.sql
 INSERT INTO results.l059_inclusion (
