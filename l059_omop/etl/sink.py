@@ -39,7 +39,7 @@ from sqlalchemy.engine import Connection, Engine
 from l059_omop import __version__
 from l059_omop.db import bulk, cdm_spec
 from l059_omop.db.engine import dialect_of, validate_identifier
-from l059_omop.errors import BadInput
+from l059_omop.errors import BadInput, RuntimeFailure
 from l059_omop.etl.ids import MAX_ID, hashed_id, key_text
 from l059_omop.etl.model import Fact, Quarantined, Ref, SourceUnit, type_concept
 from l059_omop.etl.report import RunReport
@@ -117,6 +117,7 @@ class Sink:
         self._finished = False
         self._fresh: dict[str, bool] = {}  # write_frames: record type -> nothing of it stored before
         self._frame_persons: dict[str, int] = {}  # write_frames: patient source id -> person_id
+        self._seen: defaultdict[str, _HashSet] = defaultdict(_HashSet)  # write_frames: keys written while fresh
 
     # ----------------------------------------------------------------- lifecycle
     def __enter__(self) -> Sink:
@@ -617,12 +618,22 @@ class Sink:
         periods recomputed by :meth:`finish`. Person rows are keyed as :func:`~l059_omop.etl.model.person_ref`
         (Patient/<source id>), so other record types (and the FHIR path) link to them.
 
-        On a first load of a record type (no stored record of it) the stored-hash lookup is skipped; should
-        a key nevertheless exist (the same key twice in a file) the batch fails on the primary key and is
-        redone with the lookup (not in strict mode, where the run's single transaction cannot be retried).
+        On a first load of a record type (no stored record of it) the stored-hash lookup is skipped. The
+        run keeps a 64-bit hash of every key it wrote so (8 bytes a record): a batch with a key that may
+        have been written before (the same key twice in a file, in two files of one source) does the
+        lookup instead, as every later batch of that type. Should a stored key nevertheless clash (a
+        PostgreSQL primary key), the batch is redone with the lookup (not in strict mode, where the run's
+        single transaction cannot be retried). The same source id twice in one batch: the first is
+        written, the others are skipped ("duplicate in this input").
         """
         rt = batch.resource_type
         fresh = self._fresh.get(rt)
+        seen = None
+        if fresh:
+            seen = _key_hashes(batch.source_id)
+            if self._seen[rt].has_any(seen):
+                fresh = self._fresh[rt] = False
+                self._seen.pop(rt, None)
         try:
             with self._tx() as con:
                 if fresh is None:
@@ -634,11 +645,16 @@ class Sink:
                 raise
             log.debug("first-load shortcut failed for %s; redoing the batch with lookups", rt)
             self._fresh[rt] = False
+            self._seen.pop(rt, None)
             with self._tx() as con:
                 out = self._write_frames(con, batch, False)
+        if self._fresh.get(rt):
+            self._seen[rt].add(seen if seen is not None else _key_hashes(batch.source_id))
         counts = self.report.t(rt)
         counts.mapped += out.mapped
         counts.unchanged += out.unchanged
+        for rule, k in out.skipped.items():
+            counts.skipped[rule] += k
         for t, n in out.inserted.items():
             self.report.rows_inserted[t] += n
         for t, n in out.deleted.items():
@@ -703,6 +719,10 @@ class Sink:
         has_rows = np.zeros(n, dtype=bool)
         for tf in b.tables:
             has_rows[tf.record] = True
+        dup = pd.Series(sids).duplicated(keep="first").to_numpy() & has_rows
+        if dup.any():
+            out.skipped["duplicate in this input"] += int(dup.sum())
+            has_rows &= ~dup
         unchanged = np.zeros(n, dtype=bool)
         replaced = np.zeros(n, dtype=bool)
         if not fresh and has_rows.any():
@@ -716,6 +736,7 @@ class Sink:
                         else:
                             replaced[i] = True
         out.mapped = out.unchanged = int(unchanged.sum())
+        unchanged |= dup  # not written either
         old = self._fetch_map({(rt, s) for s in sids[replaced].tolist()}, con) if replaced.any() else {}
         # person links: this batch's own patients first, else the run's or the database's
         used: dict[str, set[int]] = defaultdict(set)
@@ -861,6 +882,13 @@ class Sink:
         """Recompute touched persons' observation periods, commit, store the report."""
         if self._finished:
             return self.report
+        if self.dialect == "duckdb":
+            with self._tx() as con:
+                problem = self._duplicate_keys(con)
+            if problem:
+                exc = RuntimeFailure(problem)
+                self.abort(exc)
+                raise exc
         with self._tx() as con:
             self._flush_quarantine(con)
             params = {"cdm_schema": self.cdm, "etl_schema": self.etl,
@@ -883,6 +911,19 @@ class Sink:
         self.report.status = status or ("loaded with quarantine" if self.report.quarantined else "loaded")
         self._close(self.report.status)
         return self.report
+
+    def _duplicate_keys(self, con: Connection) -> str | None:
+        """DuckDB's etl tables have no primary key (db.layout): the keys this run wrote must be unique."""
+        for table, key in (("source_resource", "resource_type, source_id"),
+                           ("source_id_map", "resource_type, source_id, omop_table, row_key")):
+            q = sa.text(f"select count(*) from (select {key} from {self.etl}.{table} where source_system = :ss "
+                        f"and ({key}) in (select {key} from {self.etl}.{table} where source_system = :ss and "
+                        f"run_id = :run) group by {key} having count(*) > 1) d")
+            n = con.execute(q, {"ss": self.source_system, "run": self.run_id}).scalar_one()
+            if n:
+                return (f"{self.etl}.{table}: {n} key(s) written twice by run {self.run_id} "
+                        f"({self.source_system}); this is a bug, please report it")
+        return None
 
     def abort(self, exc: BaseException | None, status: str = "failed") -> None:
         """Roll back what is open, keep the run's record (and, in strict mode, why it stopped)."""
@@ -1013,6 +1054,32 @@ class _FrameOutcome:
     deleted: Counter = field(default_factory=Counter)
     quarantine: list[Quarantined] = field(default_factory=list)
     persons: dict[str, int] = field(default_factory=dict)
+    skipped: Counter = field(default_factory=Counter)
+
+
+def _key_hashes(source_ids: Sequence[str]) -> np.ndarray:
+    """64-bit hashes of source ids (pandas' SipHash; only ever compared within one run)."""
+    return pd.util.hash_array(np.asarray(source_ids, dtype=object), categorize=False)
+
+
+class _HashSet:
+    """A set of 64-bit hashes as a few sorted NumPy arrays (8 bytes an entry; merged as they accumulate)."""
+
+    def __init__(self) -> None:
+        self._parts: list[np.ndarray] = []
+
+    def has_any(self, values: np.ndarray) -> bool:
+        for part in self._parts:
+            pos = np.searchsorted(part, values).clip(max=len(part) - 1)
+            if (part[pos] == values).any():
+                return True
+        return False
+
+    def add(self, values: np.ndarray) -> None:
+        if len(values):
+            self._parts.append(np.sort(values))
+        if len(self._parts) > 4:
+            self._parts = [np.sort(np.concatenate(self._parts))]
 
 
 def _hash_ids(texts: list[str]) -> np.ndarray:
