@@ -331,3 +331,24 @@ def test_hash_set():
         s.add(_key_hashes([f"k{i}-{j}" for j in range(100)]))
     assert s.has_any(_key_hashes(["zz", "k7-42"])) and not s.has_any(_key_hashes(["zz", "k12-1"]))
     assert not _HashSet().has_any(np.array([1], dtype=np.uint64))
+
+
+def test_duckdb_ids_equal_the_python_hash(rec_duckdb):
+    """The frame path hashes ids in DuckDB (vectorised sha256): the same values as etl.ids.hashed_id, and
+    an id taken in etl.source_id_map is reported so."""
+    import numpy as np
+
+    from l059_omop.etl.ids import hashed_id
+    from l059_omop.etl.sink import Sink
+
+    sink = Sink(rec_duckdb, source_system="records:t", kind="records")
+    sink.start()
+    sids = np.array(["a", "患者-1", "", "x" * 300, "ü|#1"], dtype=object)
+    want = [hashed_id(f"records:t|lab|{s}|lab#2") for s in sids]
+    with sink._tx() as con:
+        con.execute(sink._t("source_id_map").insert().values(
+            source_system="records:t", resource_type="lab", source_id="z", row_key="lab", omop_table="measurement",
+            omop_id=want[1]))
+        ids, taken = sink._duckdb_candidates("measurement", "records:t|lab|", sids, "|lab#2")
+    assert ids.tolist() == want and taken.tolist() == [False, True, False, False, False]
+    sink.abort(None)
