@@ -694,22 +694,44 @@ class Sink:
             used.update(ids[ids > 0].tolist())
         todo = np.flatnonzero(ids == 0)
         prefix = f"{self.source_system}|{rt}|"
-        texts = [f"{prefix}{s}|{row_key}" for s in sids[todo].tolist()]
+        pending = sids[todo]
         probe = 0
         while len(todo):
-            cands = _hash_ids(texts if probe == 0 else [f"{t}#{probe}" for t in texts])
-            taken = self._taken(table, cands.tolist()) | used
-            bad = pd.Series(cands).duplicated(keep="first").to_numpy()
-            if taken:
-                bad |= np.isin(cands, np.fromiter(taken, dtype=np.int64, count=len(taken)))
+            suffix = f"|{row_key}#{probe}" if probe else f"|{row_key}"
+            if self.dialect == "duckdb":
+                cands, bad = self._duckdb_candidates(table, prefix, pending, suffix)
+            else:
+                cands = _hash_ids([f"{prefix}{s}{suffix}" for s in pending.tolist()])
+                taken = self._taken(table, cands.tolist())
+                bad = np.isin(cands, np.fromiter(taken, dtype=np.int64, count=len(taken)))
+            bad |= pd.Series(cands).duplicated(keep="first").to_numpy()
+            if used:
+                bad |= np.isin(cands, np.fromiter(used, dtype=np.int64, count=len(used)))
             good = ~bad
             ids[todo[good]] = cands[good]
             used.update(cands[good].tolist())
             out.collisions += int(bad.sum())
             todo = todo[bad]
-            texts = [t for t, b in zip(texts, bad.tolist(), strict=True) if b]
+            pending = pending[bad]
             probe += 1
         return ids
+
+    def _duckdb_candidates(self, table: str, prefix: str, sids: np.ndarray, suffix: str
+                           ) -> tuple[np.ndarray, np.ndarray]:
+        """DuckDB: :func:`~l059_omop.etl.ids.hashed_id` of prefix + source id + suffix for many source ids,
+        computed by DuckDB's vectorised sha256 (the same value: the first 8 bytes of the digest, big-endian,
+        mod 2**31-1, + 1), and whether each is taken in etl.source_id_map for ``table``, in one query."""
+        raw = self._con.connection.driver_connection
+        raw.register("_l059_sids", pd.DataFrame({"i": np.arange(len(sids), dtype=np.int64), "s": sids}))
+        try:
+            got = raw.execute(
+                f"with c as (select i, (('0x' || left(sha256(?::varchar || s || ?::varchar), 16))::ubigint "
+                f"% {MAX_ID} + 1)::bigint as id from _l059_sids) select id, id in (select m.omop_id from "
+                f"{self.etl}.source_id_map m where m.omop_table = ?) as taken from c order by i",
+                [prefix, suffix, table]).fetchnumpy()
+        finally:
+            raw.unregister("_l059_sids")
+        return np.asarray(got["id"], dtype=np.int64), np.asarray(got["taken"], dtype=bool)
 
     def _write_frames(self, con: Connection, b: FrameBatch, fresh: bool) -> _FrameOutcome:
         rt = b.resource_type
