@@ -182,19 +182,29 @@ def load_records(engine: Engine, mapping: str | Path, paths: list[str | Path], *
 
 # DuckDB checkpoints (writes changed tables and the primary-key indexes into the file) whenever its WAL
 # passes checkpoint_threshold, 16 MB by default: every chunk or two of a big load, each time rewriting the
-# growing etl.source_id_map / source_resource indexes. A load raises the threshold and checkpoints once.
+# growing CDM primary-key indexes (5 more CPU-s per million rows than 128 MB; 512 MB saves 2.5 more but
+# peaks at ~1 GB). A load raises the threshold and checkpoints once at the end.
 _DUCKDB_CHECKPOINT = "128MB"
+
+
+def _duckdb_threads() -> int:
+    """DuckDB's threads during a load: one core is the mapping thread's (2 cores: 1 thread, which also
+    saved ~3 CPU-s per million rows of parallel-insert overhead against DuckDB's default of one per core)."""
+    return max(1, (os.cpu_count() or 2) - 1)
 
 
 @contextmanager
 def _bulk_settings(engine: Engine) -> Iterator[None]:
-    """DuckDB: a higher checkpoint threshold for the load (restored after, then one checkpoint)."""
+    """DuckDB: a higher checkpoint threshold and one thread less than cores for the load (restored after,
+    then one checkpoint)."""
     if dialect_of(engine) != "duckdb":
         yield
         return
     with engine.connect() as con:
         old = con.execute(sa.text("select current_setting('checkpoint_threshold')")).scalar()
+        threads = con.execute(sa.text("select current_setting('threads')")).scalar()
         con.execute(sa.text(f"set global checkpoint_threshold = '{_DUCKDB_CHECKPOINT}'"))
+        con.execute(sa.text(f"set global threads = {min(int(threads), _duckdb_threads())}"))
         con.commit()
     try:
         yield
@@ -205,8 +215,12 @@ def _bulk_settings(engine: Engine) -> Iterator[None]:
                 con.commit()
             try:
                 con.execute(sa.text("checkpoint"))
+                con.commit()
             except Exception:  # noqa: BLE001 - another open transaction: DuckDB checkpoints later by itself
+                con.rollback()
                 log.debug("checkpoint after the load deferred", exc_info=True)
+            con.execute(sa.text(f"set global threads = {int(threads)}"))
+            con.commit()
 
 
 def _mapped(spec: MappingSpec, inp: reader.Input, rtype: str, chunk: pd.DataFrame, rownums: pd.Series,

@@ -352,3 +352,15 @@ def test_duckdb_ids_equal_the_python_hash(rec_duckdb):
         ids, taken = sink._duckdb_candidates("measurement", "records:t|lab|", sids, "|lab#2")
     assert ids.tolist() == want and taken.tolist() == [False, True, False, False, False]
     sink.abort(None)
+
+
+def test_duckdb_settings_restored_after_a_load(rec_duckdb, tmp_path):
+    """A DuckDB load raises the checkpoint threshold and uses a thread less than cores; both come back."""
+    def settings():
+        with rec_duckdb.connect() as con:
+            return con.execute(sa.text("select current_setting('checkpoint_threshold'), "
+                                       "current_setting('threads')")).one()
+
+    before = settings()
+    load_records(rec_duckdb, spec_copy(tmp_path), [extracts.write(tmp_path / "x")])
+    assert settings() == before
