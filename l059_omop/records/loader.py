@@ -162,7 +162,7 @@ def load_records(engine: Engine, mapping: str | Path, paths: list[str | Path], *
     sink = Sink(engine, source_system=f"records:{spec.site}", cdm_schema=cdm, etl_schema=etl_schema,
                 kind="records", source=f"{spec.path} " + " ".join(str(i.label) for i in inputs), strict=strict,
                 vocabulary=vocab)
-    with _bulk_settings(engine), sink:
+    with _bulk_settings(engine) as loaded, sink:
         pipe = _Pipe()
         try:
             for inp in inputs:
@@ -177,6 +177,7 @@ def load_records(engine: Engine, mapping: str | Path, paths: list[str | Path], *
             pipe.stop()
             raise
         pipe.close()
+        loaded()  # the sink's finish (observation periods) and the checkpoint run alone: every thread
     return RecordsResult(sink.report, [i.label for i in inputs], [str(p) for p in ignored])
 
 
@@ -194,21 +195,29 @@ def _duckdb_threads() -> int:
 
 
 @contextmanager
-def _bulk_settings(engine: Engine) -> Iterator[None]:
-    """DuckDB: a higher checkpoint threshold and one thread less than cores for the load (restored after,
-    then one checkpoint)."""
+def _bulk_settings(engine: Engine) -> Iterator[Callable[[], None]]:
+    """DuckDB: a higher checkpoint threshold and one thread less than cores while chunks are mapped and
+    written (the callable yielded gives the threads back once they are), both restored after, then one
+    checkpoint."""
     if dialect_of(engine) != "duckdb":
-        yield
+        yield lambda: None
         return
     with engine.connect() as con:
         old = con.execute(sa.text("select current_setting('checkpoint_threshold')")).scalar()
-        threads = con.execute(sa.text("select current_setting('threads')")).scalar()
+        threads = int(con.execute(sa.text("select current_setting('threads')")).scalar())
         con.execute(sa.text(f"set global checkpoint_threshold = '{_DUCKDB_CHECKPOINT}'"))
-        con.execute(sa.text(f"set global threads = {min(int(threads), _duckdb_threads())}"))
+        con.execute(sa.text(f"set global threads = {min(threads, _duckdb_threads())}"))
         con.commit()
+
+    def all_threads() -> None:
+        with engine.connect() as con:
+            con.execute(sa.text(f"set global threads = {threads}"))
+            con.commit()
+
     try:
-        yield
+        yield all_threads
     finally:
+        all_threads()
         with engine.connect() as con:
             if re.fullmatch(r"[0-9.]+ ?[A-Za-z]*", str(old)):
                 con.execute(sa.text(f"set global checkpoint_threshold = '{old}'"))
@@ -219,8 +228,6 @@ def _bulk_settings(engine: Engine) -> Iterator[None]:
             except Exception:  # noqa: BLE001 - another open transaction: DuckDB checkpoints later by itself
                 con.rollback()
                 log.debug("checkpoint after the load deferred", exc_info=True)
-            con.execute(sa.text(f"set global threads = {int(threads)}"))
-            con.commit()
 
 
 def _mapped(spec: MappingSpec, inp: reader.Input, rtype: str, chunk: pd.DataFrame, rownums: pd.Series,
