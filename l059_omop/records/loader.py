@@ -330,7 +330,7 @@ def _frame_batch(inp: reader.Input, rtype: str, chunk: pd.DataFrame, rownums: pd
     content = content_hashes(chunk, spec_digest)
     label = f"{inp.label}:row "
     locators = [f"{label}{i}" for i in rn.tolist()]
-    sids = _row_keys(inp.source, chunk, texts, key)
+    sids = _row_keys(inp.source, chunk, texts, key, result.keys)
     tables = []
     for tr in result.outputs:
         pos = np.searchsorted(rn, tr.rownums.to_numpy())
@@ -368,10 +368,14 @@ def _hex64(values: np.ndarray) -> list[str]:
     return out.view("S16").ravel().astype("U16").tolist()
 
 
-def _row_keys(source: SourceSpec, chunk: pd.DataFrame, texts: list[str] | None, key: bytes) -> list[str]:
+def _row_keys(source: SourceSpec, chunk: pd.DataFrame, texts: list[str] | None, key: bytes,
+              mapped_keys: pd.Series | None = None) -> list[str]:
     """Source id of each row in etl tables: a keyed hash of its key columns (row ids often embed the
-    hospital id, which must not be stored), else of its whole content."""
-    if source.key:
+    hospital id, which must not be stored), else of its whole content. ``mapped_keys``: the mapper's
+    source keys of the chunk (the same key text: stripped key columns joined by U+001F)."""
+    if source.key and mapped_keys is not None and len(mapped_keys) == len(chunk):
+        texts = mapped_keys.tolist()
+    elif source.key:
         cols = [[v.strip() for v in chunk[c].tolist()] for c in source.key]
         texts = cols[0] if len(cols) == 1 else ["\x1f".join(t) for t in zip(*cols, strict=True)]
     elif texts is None:

@@ -72,6 +72,7 @@ class ChunkResult:
     outputs: list[TableRows] = field(default_factory=list)
     unmapped: Counter = field(default_factory=Counter)  # "vocabulary|code" -> n
     routed: Counter = field(default_factory=Counter)    # (spec table, domain's table) -> rows moved
+    keys: pd.Series | None = None  # each row's source key (the spec's key columns, stripped; else a hash)
 
 
 def keyed(key: bytes) -> bytes:
@@ -284,7 +285,7 @@ def map_chunk(spec: MappingSpec, source: SourceSpec, chunk: pd.DataFrame, rownum
     chunk = chunk.reset_index(drop=True)
     rownums = pd.Series(np.asarray(rownums), index=chunk.index)
     failed = _Row(n)
-    keys = _row_keys(source, chunk)
+    keys = result.keys = _row_keys(source, chunk)
     person = None
     if source.patient_id:
         ids = strip(chunk[source.patient_id])
