@@ -681,10 +681,10 @@ class Sink:
         return {k: self._frame_persons[k] for k in keys if k in self._frame_persons}
 
     def _frame_ids(self, table: str, rt: str, sids: np.ndarray, row_key: str, reuse: dict[Ref, int],
-                   used: set[int], out: _FrameOutcome) -> np.ndarray:
+                   used: set[int], out: _FrameOutcome, hint: np.ndarray | None = None) -> np.ndarray:
         """Ids of new rows: a replaced row keeps its stored id, a new one gets the hash of its key
-        (:func:`~l059_omop.etl.ids.hashed_id`, vectorised), probed past ids already taken in the database
-        or by this batch."""
+        (:func:`~l059_omop.etl.ids.hashed_id`, vectorised; ``hint``: those hashes, computed by the caller),
+        probed past ids already taken in the database or by this batch."""
         ids = np.zeros(len(sids), dtype=np.int64)
         if reuse:
             for i, s in enumerate(sids.tolist()):
@@ -698,7 +698,10 @@ class Sink:
         probe = 0
         while len(todo):
             suffix = f"|{row_key}#{probe}" if probe else f"|{row_key}"
-            if self.dialect == "duckdb":
+            if probe == 0 and hint is not None:
+                cands = np.asarray(hint, dtype=np.int64)[todo]
+                bad = self._taken_mask(table, cands)
+            elif self.dialect == "duckdb":
                 cands, bad = self._duckdb_candidates(table, prefix, pending, suffix)
             else:
                 cands = _hash_ids([f"{prefix}{s}{suffix}" for s in pending.tolist()])
@@ -729,14 +732,22 @@ class Sink:
                 "as id from _l059_sids order by i", [prefix, suffix]).fetchnumpy()["id"], dtype=np.int64)
         finally:
             raw.unregister("_l059_sids")
+        return ids, self._taken_mask(table, ids)
+
+    def _taken_mask(self, table: str, ids: np.ndarray) -> np.ndarray:
+        """Per id: is it taken in etl.source_id_map for ``table``?"""
+        if self.dialect != "duckdb":
+            taken = self._taken(table, ids.tolist())
+            return np.isin(ids, np.fromiter(taken, dtype=np.int64, count=len(taken)))
         # the batch's candidates are the small side of the join (a hash table of them, probed by the scan)
+        raw = self._con.connection.driver_connection
         raw.register("_l059_cand", pd.DataFrame({"id": ids}))
         try:
-            taken = raw.execute(f"select distinct m.omop_id from {self.etl}.source_id_map m join _l059_cand k "
-                                "on m.omop_id = k.id where m.omop_table = ?", [table]).fetchnumpy()["omop_id"]
+            got = raw.execute(f"select distinct m.omop_id from {self.etl}.source_id_map m join _l059_cand k "
+                              "on m.omop_id = k.id where m.omop_table = ?", [table]).fetchnumpy()["omop_id"]
         finally:
             raw.unregister("_l059_cand")
-        return ids, np.isin(ids, np.asarray(taken, dtype=np.int64))
+        return np.isin(ids, np.asarray(got, dtype=np.int64))
 
     def _write_frames(self, con: Connection, b: FrameBatch, fresh: bool) -> _FrameOutcome:
         rt = b.resource_type
@@ -772,7 +783,8 @@ class Sink:
             if tf.table == "person":
                 keep = ~unchanged[tf.record]
                 keys = tf.person.to_numpy(dtype=object)[keep]
-                pids = self._frame_ids("person", "Patient", keys, "", old, used["person"], out)
+                pids = self._frame_ids("person", "Patient", keys, "", old, used["person"], out,
+                                       None if tf.hashed is None else tf.hashed[keep])
                 own_person.update(zip(keys.tolist(), pids.tolist(), strict=True))
         need: set[str] = set()
         for tf in b.tables:
@@ -809,7 +821,8 @@ class Sink:
             elif tf.table == "death":
                 own = None
             else:
-                own = self._frame_ids(tf.table, rt, sids[rec], tf.row_key, old, used[tf.table], out)
+                own = self._frame_ids(tf.table, rt, sids[rec], tf.row_key, old, used[tf.table], out,
+                                      None if tf.hashed is None else tf.hashed[keep])
             if own is not None:
                 arr = id_by_key.setdefault(tf.row_key, np.zeros(n, dtype=np.int64))
                 arr[rec] = own
@@ -884,25 +897,7 @@ class Sink:
         return out
 
     def _typed(self, table: str, df: pd.DataFrame) -> pd.DataFrame:
-        """Columns in specification order with the table's types (nullable ints, so PostgreSQL COPY reads them)."""
-        types = self._types[table]
-        data = {}
-        for c in self._columns[table]:
-            if c not in df.columns:
-                continue
-            t, s = types[c], df[c]
-            if t == "integer":
-                if s.dtype.kind in "iu":
-                    data[c] = s
-                else:
-                    data[c] = pd.array(pd.to_numeric(s, errors="coerce").round(), dtype="Int64")
-            elif t == "float":
-                data[c] = pd.to_numeric(s, errors="coerce").astype("float64")
-            elif t in ("date", "datetime"):
-                data[c] = s if s.dtype.kind == "M" else pd.to_datetime(s)
-            else:
-                data[c] = s.astype(object).where(s.notna(), None)
-        return pd.DataFrame(data)
+        return typed_frame(table, df)
 
     # ----------------------------------------------------------------- the end
     def finish(self, status: str | None = None) -> RunReport:
@@ -1062,6 +1057,7 @@ class TableFrame:
     frame: pd.DataFrame         # the table's fields, without its own id and person_id (the sink fills them)
     person: pd.Series | None = None  # per row: the patient's source id (Patient/<id>), -> person_id
     links: dict[str, str] = field(default_factory=dict)  # field -> row_key of the same record's row whose id fills it
+    hashed: np.ndarray | None = None  # per row, optional: its first-probe id, :func:`hashed_ids` (off the writer)
 
 
 @dataclass
@@ -1112,6 +1108,47 @@ class _HashSet:
             self._parts.append(np.sort(values))
         if len(self._parts) > 4:
             self._parts = [np.sort(np.concatenate(self._parts))]
+
+
+_SPEC_TYPES: dict[str, list[tuple[str, str]]] = {}
+
+
+def typed_frame(table: str, df: pd.DataFrame) -> pd.DataFrame:
+    """Columns of ``table`` in specification order with the table's types (nullable ints, so PostgreSQL
+    COPY reads them). Already typed columns pass through, so a caller may type its frames on its own
+    thread first (the records loader does, off the writer's critical path)."""
+    if not _SPEC_TYPES:
+        _SPEC_TYPES.update({t: [(f.name, f.datatype) for f in fs] for t, fs in cdm_spec.tables().items()})
+    data = {}
+    for c, t in _SPEC_TYPES[table]:
+        if c not in df.columns:
+            continue
+        s = df[c]
+        if t == "integer":
+            if s.dtype.kind in "iu":
+                data[c] = s
+            elif s.dtype == np.float64 and (len(s) == 0 or np.nanmax(np.abs(s.to_numpy()), initial=0) < 2**53):
+                v = s.to_numpy()  # exact integers in float64: no per-value checks needed
+                na = np.isnan(v)
+                data[c] = pd.arrays.IntegerArray(np.where(na, 0, np.round(v)).astype(np.int64), na)
+            else:
+                data[c] = pd.array(pd.to_numeric(s, errors="coerce").round(), dtype="Int64")
+        elif t == "float":
+            data[c] = s if s.dtype == np.float64 else pd.to_numeric(s, errors="coerce").astype("float64")
+        elif t in ("date", "datetime"):
+            data[c] = s if s.dtype.kind == "M" else pd.to_datetime(s)
+        else:
+            data[c] = s if s.dtype == object and not s.hasnans else s.astype(object).where(s.notna(), None)
+    return pd.DataFrame(data)
+
+
+def hashed_ids(source_system: str, resource_type: str, source_ids: Sequence[str], row_key: str) -> np.ndarray:
+    """The first-probe ids :meth:`Sink.write_frames` gives rows of a table frame (``TableFrame.hashed``):
+    ``hashed_id(key_text(source_system, resource_type, source_id, row_key))`` of each source id. A caller
+    mapping on another thread computes them there, off the writer's critical path; the sink still probes
+    them past ids already taken."""
+    prefix, suffix = f"{source_system}|{resource_type}|", f"|{row_key}"
+    return _hash_ids([f"{prefix}{s}{suffix}" for s in source_ids])
 
 
 def _hash_ids(texts: list[str]) -> np.ndarray:

@@ -30,7 +30,7 @@ from l059_omop.db.engine import dialect_of, validate_identifier
 from l059_omop.errors import BadInput
 from l059_omop.etl.model import Quarantined
 from l059_omop.etl.report import RunReport
-from l059_omop.etl.sink import FrameBatch, Sink, TableFrame, require_initialised
+from l059_omop.etl.sink import FrameBatch, Sink, TableFrame, hashed_ids, require_initialised, typed_frame
 from l059_omop.records import reader
 from l059_omop.records.mapper import PATIENT, ChunkResult, Resolved, codes_needed, keyed, map_chunk
 from l059_omop.records.spec import MappingSpec, SourceSpec, SpecError, check_header, load_spec
@@ -262,7 +262,8 @@ def _mapped(spec: MappingSpec, inp: reader.Input, rtype: str, chunk: pd.DataFram
                 res.domains[m.standard_concept_id] = m.domain_id
     result = map_chunk(spec, inp.source, chunk, rownums, inp.label, res)
     quarantine += [Quarantined(rtype, None, q.locator, q.reason, q.payload) for q in result.quarantine]
-    batch = _frame_batch(inp, rtype, chunk, rownums, texts, result, res.pseudonym_key, spec_digest)
+    batch = _frame_batch(inp, rtype, chunk, rownums, texts, result, res.pseudonym_key, spec_digest,
+                         sink.source_system)
 
     def write() -> None:
         sink.count_read(rtype, n_read)
@@ -323,9 +324,11 @@ class _Pipe:
 
 
 def _frame_batch(inp: reader.Input, rtype: str, chunk: pd.DataFrame, rownums: pd.Series, texts: list[str] | None,
-                 result: ChunkResult, key: bytes, spec_digest: str) -> FrameBatch:
+                 result: ChunkResult, key: bytes, spec_digest: str, source_system: str | None = None) -> FrameBatch:
     """The sink's frame batch of a mapped chunk: per source row its id, content hash and locator; per output
-    its rows, pointing at their source row by position."""
+    its rows, pointing at their source row by position. With ``source_system``, each table frame's
+    first-probe ids too (``TableFrame.hashed``): hashed here, on the mapping thread, because the writer
+    thread is the longer one."""
     rn = rownums.to_numpy()
     content = content_hashes(chunk, spec_digest)
     label = f"{inp.label}:row "
@@ -339,7 +342,14 @@ def _frame_batch(inp: reader.Input, rtype: str, chunk: pd.DataFrame, rownums: pd
                 sids[i] = p  # a patient's record is keyed by its pseudonym (Patient/<pseudonym>)
         row_key = "" if tr.table == "person" else "death" if tr.table == "death" else tr.output
         links = {f: rt.split(".", 1)[1] for f, (_t, rt, _k) in tr.refs.items()}
-        tables.append(TableFrame(tr.table, row_key, pos, tr.frame, tr.person_keys, links))
+        # typed here (the writer's typing of them is then a pass-through): off the writer's critical path
+        tables.append(TableFrame(tr.table, row_key, pos, typed_frame(tr.table, tr.frame), tr.person_keys, links))
+    if source_system is not None:
+        for tf in tables:
+            if tf.table == "person":
+                tf.hashed = hashed_ids(source_system, PATIENT, tf.person.tolist(), "")
+            elif tf.table != "death":
+                tf.hashed = hashed_ids(source_system, rtype, [sids[i] for i in tf.record.tolist()], tf.row_key)
     return FrameBatch(rtype, sids, content, locators, tables)
 
 

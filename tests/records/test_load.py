@@ -364,3 +364,29 @@ def test_duckdb_settings_restored_after_a_load(rec_duckdb, tmp_path):
     before = settings()
     load_records(rec_duckdb, spec_copy(tmp_path), [extracts.write(tmp_path / "x")])
     assert settings() == before
+
+
+def test_first_probe_ids_and_typed_frames():
+    """The loader hashes first-probe ids and types frames on the mapping thread: the same ids as
+    etl.ids.hashed_id, the same column types as the sink's own typing (which then passes them through)."""
+    import numpy as np
+
+    from l059_omop.etl.ids import hashed_id, key_text
+    from l059_omop.etl.sink import hashed_ids, typed_frame
+
+    sids = ["a", "患者", ""]
+    assert hashed_ids("records:s", "labs", sids, "lab").tolist() == [
+        hashed_id(key_text("records:s", "labs", s, "lab")) for s in sids]
+    df = pd.DataFrame({"value_as_number": [1.5, None, 2.0], "measurement_concept_id": [3022217.0, np.nan, 0.0],
+                       "measurement_date": pd.to_datetime(["2020-01-01", None, "2021-02-03"]),
+                       "unit_source_value": ["mm", None, "s"], "quantity_big": [1.0, 2.0, 3.0]})
+    once = typed_frame("measurement", df)
+    assert list(once.columns) == ["measurement_concept_id", "measurement_date", "value_as_number",
+                                  "unit_source_value"]
+    assert str(once["measurement_concept_id"].dtype) == "Int64"
+    assert once["measurement_concept_id"].tolist()[0] == 3022217 and once["measurement_concept_id"].isna().tolist() == [
+        False, True, False]
+    twice = typed_frame("measurement", once)
+    pd.testing.assert_frame_equal(once, twice)
+    with pytest.raises(TypeError):  # beyond exact float integers: pandas' checked conversion, as before
+        typed_frame("measurement", pd.DataFrame({"measurement_concept_id": [1e300]}))
