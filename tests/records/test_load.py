@@ -366,6 +366,7 @@ def test_duckdb_settings_restored_after_a_load(rec_duckdb, tmp_path):
     assert settings() == before
 
 
+@pytest.mark.filterwarnings("ignore:invalid value encountered in cast:RuntimeWarning")
 def test_first_probe_ids_and_typed_frames():
     """The loader hashes first-probe ids and types frames on the mapping thread: the same ids as
     etl.ids.hashed_id, the same column types as the sink's own typing (which then passes them through)."""
