@@ -619,7 +619,7 @@ class Sink:
         (Patient/<source id>), so other record types (and the FHIR path) link to them.
 
         On a first load of a record type (no stored record of it) the stored-hash lookup is skipped. The
-        run keeps a 64-bit hash of every key it wrote so (8 bytes a record): a batch with a key that may
+        run keeps a 64-bit hash of every key it wrote that way (8 bytes a record): a batch with a key that may
         have been written before (the same key twice in a file, in two files of one source) does the
         lookup instead, as every later batch of that type. Should a stored key nevertheless clash (a
         PostgreSQL primary key), the batch is redone with the lookup (not in strict mode, where the run's
