@@ -62,7 +62,7 @@ def results_metadata(schema: str = "results") -> sa.MetaData:
     return md
 
 
-def etl_metadata(schema: str = "etl") -> sa.MetaData:
+def etl_metadata(schema: str = "etl", dialect: str | None = None) -> sa.MetaData:
     """The ETL bookkeeping of the loaders' sink (l059_omop.etl.sink).
 
     source_id_map: one row per OMOP row a loader wrote (source system, record type, source id, row key ->
@@ -70,9 +70,17 @@ def etl_metadata(schema: str = "etl") -> sa.MetaData:
     reload of the same input changes nothing and a newer version replaces its rows; load_run: one row per
     load with its report; quarantine: rejected input with its locator and reason; touched_person: the
     persons whose observation period a run must recompute (emptied at the end of the run).
+
+    On DuckDB (``dialect="duckdb"``) source_id_map and source_resource have no primary key: DuckDB keeps a
+    primary key as an in-memory ART index over the five / three text columns, which cost a bulk load about
+    as much CPU as the CDM rows themselves and grew its memory with the tables, and DuckDB's joins do not
+    use it. The sink keeps the keys unique itself (it looks stored keys up before it writes; the frame
+    path's first-load shortcut checks the run's own keys in memory) and checks at the end of a run
+    (:meth:`l059_omop.etl.sink.Sink.finish`). PostgreSQL keeps the keys (its lookups use them).
     """
     validate_identifier(schema)
     md = sa.MetaData(schema=schema)
+    keyed = dialect != "duckdb"
     sa.Table("source_id_map", md,
              sa.Column("source_system", sa.String(255), nullable=False),
              sa.Column("resource_type", sa.String(64), nullable=False),
@@ -81,7 +89,8 @@ def etl_metadata(schema: str = "etl") -> sa.MetaData:
              sa.Column("omop_table", sa.String(64), nullable=False),
              sa.Column("omop_id", sa.BigInteger, nullable=False),
              sa.Column("run_id", sa.String(64)),
-             sa.PrimaryKeyConstraint("source_system", "resource_type", "source_id", "omop_table", "row_key"))
+             *([sa.PrimaryKeyConstraint("source_system", "resource_type", "source_id", "omop_table", "row_key")]
+               if keyed else []))
     sa.Index("ix_source_id_map_omop", md.tables[f"{schema}.source_id_map"].c.omop_table,
              md.tables[f"{schema}.source_id_map"].c.omop_id).ddl_if(dialect="postgresql")
     sa.Table("source_resource", md,
@@ -94,7 +103,7 @@ def etl_metadata(schema: str = "etl") -> sa.MetaData:
              sa.Column("run_id", sa.String(64), nullable=False),
              sa.Column("locator", sa.Text),
              sa.Column("imputed", sa.Text),
-             sa.PrimaryKeyConstraint("source_system", "resource_type", "source_id"))
+             *([sa.PrimaryKeyConstraint("source_system", "resource_type", "source_id")] if keyed else []))
     sa.Table("load_run", md,
              sa.Column("run_id", sa.String(64), primary_key=True),
              sa.Column("kind", sa.String(32), nullable=False),

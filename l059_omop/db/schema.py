@@ -86,7 +86,7 @@ def create_tables(engine: Engine, cdm_schema: str = "cdm", results_schema: str =
     if dialect == "duckdb":
         check_duckdb_catalog(engine, (cdm_schema, results_schema, etl_schema))
     mds = [cdm_metadata(cdm_schema, dialect), layout.results_metadata(results_schema),
-           layout.etl_metadata(etl_schema)]
+           layout.etl_metadata(etl_schema, dialect)]
     with engine.begin() as con:
         for md in mds:
             _ensure_schema(con, md.schema)

@@ -39,7 +39,7 @@ from sqlalchemy.engine import Connection, Engine
 from l059_omop import __version__
 from l059_omop.db import bulk, cdm_spec
 from l059_omop.db.engine import dialect_of, validate_identifier
-from l059_omop.errors import BadInput
+from l059_omop.errors import BadInput, RuntimeFailure
 from l059_omop.etl.ids import MAX_ID, hashed_id, key_text
 from l059_omop.etl.model import Fact, Quarantined, Ref, SourceUnit, type_concept
 from l059_omop.etl.report import RunReport
@@ -117,6 +117,7 @@ class Sink:
         self._finished = False
         self._fresh: dict[str, bool] = {}  # write_frames: record type -> nothing of it stored before
         self._frame_persons: dict[str, int] = {}  # write_frames: patient source id -> person_id
+        self._seen: defaultdict[str, _HashSet] = defaultdict(_HashSet)  # write_frames: keys written while fresh
 
     # ----------------------------------------------------------------- lifecycle
     def __enter__(self) -> Sink:
@@ -617,12 +618,22 @@ class Sink:
         periods recomputed by :meth:`finish`. Person rows are keyed as :func:`~l059_omop.etl.model.person_ref`
         (Patient/<source id>), so other record types (and the FHIR path) link to them.
 
-        On a first load of a record type (no stored record of it) the stored-hash lookup is skipped; should
-        a key nevertheless exist (the same key twice in a file) the batch fails on the primary key and is
-        redone with the lookup (not in strict mode, where the run's single transaction cannot be retried).
+        On a first load of a record type (no stored record of it) the stored-hash lookup is skipped. The
+        run keeps a 64-bit hash of every key it wrote that way (8 bytes a record): a batch with a key that may
+        have been written before (the same key twice in a file, in two files of one source) does the
+        lookup instead, as every later batch of that type. Should a stored key nevertheless clash (a
+        PostgreSQL primary key), the batch is redone with the lookup (not in strict mode, where the run's
+        single transaction cannot be retried). The same source id twice in one batch: the first is
+        written, the others are skipped ("duplicate in this input").
         """
         rt = batch.resource_type
         fresh = self._fresh.get(rt)
+        seen = None
+        if fresh:
+            seen = _key_hashes(batch.source_id)
+            if self._seen[rt].has_any(seen):
+                fresh = self._fresh[rt] = False
+                self._seen.pop(rt, None)
         try:
             with self._tx() as con:
                 if fresh is None:
@@ -634,11 +645,16 @@ class Sink:
                 raise
             log.debug("first-load shortcut failed for %s; redoing the batch with lookups", rt)
             self._fresh[rt] = False
+            self._seen.pop(rt, None)
             with self._tx() as con:
                 out = self._write_frames(con, batch, False)
+        if self._fresh.get(rt):
+            self._seen[rt].add(seen if seen is not None else _key_hashes(batch.source_id))
         counts = self.report.t(rt)
         counts.mapped += out.mapped
         counts.unchanged += out.unchanged
+        for rule, k in out.skipped.items():
+            counts.skipped[rule] += k
         for t, n in out.inserted.items():
             self.report.rows_inserted[t] += n
         for t, n in out.deleted.items():
@@ -665,10 +681,10 @@ class Sink:
         return {k: self._frame_persons[k] for k in keys if k in self._frame_persons}
 
     def _frame_ids(self, table: str, rt: str, sids: np.ndarray, row_key: str, reuse: dict[Ref, int],
-                   used: set[int], out: _FrameOutcome) -> np.ndarray:
+                   used: set[int], out: _FrameOutcome, hint: np.ndarray | None = None) -> np.ndarray:
         """Ids of new rows: a replaced row keeps its stored id, a new one gets the hash of its key
-        (:func:`~l059_omop.etl.ids.hashed_id`, vectorised), probed past ids already taken in the database
-        or by this batch."""
+        (:func:`~l059_omop.etl.ids.hashed_id`, vectorised; ``hint``: those hashes, computed by the caller),
+        probed past ids already taken in the database or by this batch."""
         ids = np.zeros(len(sids), dtype=np.int64)
         if reuse:
             for i, s in enumerate(sids.tolist()):
@@ -678,22 +694,60 @@ class Sink:
             used.update(ids[ids > 0].tolist())
         todo = np.flatnonzero(ids == 0)
         prefix = f"{self.source_system}|{rt}|"
-        texts = [f"{prefix}{s}|{row_key}" for s in sids[todo].tolist()]
+        pending = sids[todo]
         probe = 0
         while len(todo):
-            cands = _hash_ids(texts if probe == 0 else [f"{t}#{probe}" for t in texts])
-            taken = self._taken(table, cands.tolist()) | used
-            bad = pd.Series(cands).duplicated(keep="first").to_numpy()
-            if taken:
-                bad |= np.isin(cands, np.fromiter(taken, dtype=np.int64, count=len(taken)))
+            suffix = f"|{row_key}#{probe}" if probe else f"|{row_key}"
+            if probe == 0 and hint is not None:
+                cands = np.asarray(hint, dtype=np.int64)[todo]
+                bad = self._taken_mask(table, cands)
+            elif self.dialect == "duckdb":
+                cands, bad = self._duckdb_candidates(table, prefix, pending, suffix)
+            else:
+                cands = _hash_ids([f"{prefix}{s}{suffix}" for s in pending.tolist()])
+                taken = self._taken(table, cands.tolist())
+                bad = np.isin(cands, np.fromiter(taken, dtype=np.int64, count=len(taken)))
+            bad |= pd.Series(cands).duplicated(keep="first").to_numpy()
+            if used:
+                bad |= np.isin(cands, np.fromiter(used, dtype=np.int64, count=len(used)))
             good = ~bad
             ids[todo[good]] = cands[good]
             used.update(cands[good].tolist())
             out.collisions += int(bad.sum())
             todo = todo[bad]
-            texts = [t for t, b in zip(texts, bad.tolist(), strict=True) if b]
+            pending = pending[bad]
             probe += 1
         return ids
+
+    def _duckdb_candidates(self, table: str, prefix: str, sids: np.ndarray, suffix: str
+                           ) -> tuple[np.ndarray, np.ndarray]:
+        """DuckDB: :func:`~l059_omop.etl.ids.hashed_id` of prefix + source id + suffix for many source ids,
+        computed by DuckDB's vectorised sha256 (the same value: the first 8 bytes of the digest, big-endian,
+        mod 2**31-1, + 1) without the GIL, and whether each is taken in etl.source_id_map for ``table``."""
+        raw = self._con.connection.driver_connection
+        raw.register("_l059_sids", pd.DataFrame({"i": np.arange(len(sids), dtype=np.int64), "s": sids}))
+        try:
+            ids = np.asarray(raw.execute(
+                f"select (('0x' || left(sha256(?::varchar || s || ?::varchar), 16))::ubigint % {MAX_ID} + 1)::bigint "
+                "as id from _l059_sids order by i", [prefix, suffix]).fetchnumpy()["id"], dtype=np.int64)
+        finally:
+            raw.unregister("_l059_sids")
+        return ids, self._taken_mask(table, ids)
+
+    def _taken_mask(self, table: str, ids: np.ndarray) -> np.ndarray:
+        """Per id: is it taken in etl.source_id_map for ``table``?"""
+        if self.dialect != "duckdb":
+            taken = self._taken(table, ids.tolist())
+            return np.isin(ids, np.fromiter(taken, dtype=np.int64, count=len(taken)))
+        # the batch's candidates are the small side of the join (a hash table of them, probed by the scan)
+        raw = self._con.connection.driver_connection
+        raw.register("_l059_cand", pd.DataFrame({"id": ids}))
+        try:
+            got = raw.execute(f"select distinct m.omop_id from {self.etl}.source_id_map m join _l059_cand k "
+                              "on m.omop_id = k.id where m.omop_table = ?", [table]).fetchnumpy()["omop_id"]
+        finally:
+            raw.unregister("_l059_cand")
+        return np.isin(ids, np.asarray(got, dtype=np.int64))
 
     def _write_frames(self, con: Connection, b: FrameBatch, fresh: bool) -> _FrameOutcome:
         rt = b.resource_type
@@ -703,6 +757,10 @@ class Sink:
         has_rows = np.zeros(n, dtype=bool)
         for tf in b.tables:
             has_rows[tf.record] = True
+        dup = pd.Series(sids).duplicated(keep="first").to_numpy() & has_rows
+        if dup.any():
+            out.skipped["duplicate in this input"] += int(dup.sum())
+            has_rows &= ~dup
         unchanged = np.zeros(n, dtype=bool)
         replaced = np.zeros(n, dtype=bool)
         if not fresh and has_rows.any():
@@ -716,6 +774,7 @@ class Sink:
                         else:
                             replaced[i] = True
         out.mapped = out.unchanged = int(unchanged.sum())
+        unchanged |= dup  # not written either
         old = self._fetch_map({(rt, s) for s in sids[replaced].tolist()}, con) if replaced.any() else {}
         # person links: this batch's own patients first, else the run's or the database's
         used: dict[str, set[int]] = defaultdict(set)
@@ -724,7 +783,8 @@ class Sink:
             if tf.table == "person":
                 keep = ~unchanged[tf.record]
                 keys = tf.person.to_numpy(dtype=object)[keep]
-                pids = self._frame_ids("person", "Patient", keys, "", old, used["person"], out)
+                pids = self._frame_ids("person", "Patient", keys, "", old, used["person"], out,
+                                       None if tf.hashed is None else tf.hashed[keep])
                 own_person.update(zip(keys.tolist(), pids.tolist(), strict=True))
         need: set[str] = set()
         for tf in b.tables:
@@ -761,7 +821,8 @@ class Sink:
             elif tf.table == "death":
                 own = None
             else:
-                own = self._frame_ids(tf.table, rt, sids[rec], tf.row_key, old, used[tf.table], out)
+                own = self._frame_ids(tf.table, rt, sids[rec], tf.row_key, old, used[tf.table], out,
+                                      None if tf.hashed is None else tf.hashed[keep])
             if own is not None:
                 arr = id_by_key.setdefault(tf.row_key, np.zeros(n, dtype=np.int64))
                 arr[rec] = own
@@ -836,31 +897,20 @@ class Sink:
         return out
 
     def _typed(self, table: str, df: pd.DataFrame) -> pd.DataFrame:
-        """Columns in specification order with the table's types (nullable ints, so PostgreSQL COPY reads them)."""
-        types = self._types[table]
-        data = {}
-        for c in self._columns[table]:
-            if c not in df.columns:
-                continue
-            t, s = types[c], df[c]
-            if t == "integer":
-                if s.dtype.kind in "iu":
-                    data[c] = s
-                else:
-                    data[c] = pd.array(pd.to_numeric(s, errors="coerce").round(), dtype="Int64")
-            elif t == "float":
-                data[c] = pd.to_numeric(s, errors="coerce").astype("float64")
-            elif t in ("date", "datetime"):
-                data[c] = s if s.dtype.kind == "M" else pd.to_datetime(s)
-            else:
-                data[c] = s.astype(object).where(s.notna(), None)
-        return pd.DataFrame(data)
+        return typed_frame(table, df)
 
     # ----------------------------------------------------------------- the end
     def finish(self, status: str | None = None) -> RunReport:
         """Recompute touched persons' observation periods, commit, store the report."""
         if self._finished:
             return self.report
+        if self.dialect == "duckdb":
+            with self._tx() as con:
+                problem = self._duplicate_keys(con)
+            if problem:
+                exc = RuntimeFailure(problem)
+                self.abort(exc)
+                raise exc
         with self._tx() as con:
             self._flush_quarantine(con)
             params = {"cdm_schema": self.cdm, "etl_schema": self.etl,
@@ -883,6 +933,24 @@ class Sink:
         self.report.status = status or ("loaded with quarantine" if self.report.quarantined else "loaded")
         self._close(self.report.status)
         return self.report
+
+    def _duplicate_keys(self, con: Connection) -> str | None:
+        """DuckDB's etl tables have no primary key (db.layout): the keys this run wrote must be unique. A key
+        stored by an earlier run is always looked up before it is written (the first-load shortcut is only
+        taken for a record type nothing is stored of), so the check covers this run's rows: a count of
+        distinct 64-bit hashes (0.2 s a million rows), confirmed exactly when it differs."""
+        for table, key in (("source_resource", "resource_type, source_id"),
+                           ("source_id_map", "resource_type, source_id, omop_table, row_key")):
+            args = {"ss": self.source_system, "run": self.run_id}
+            where = f"from {self.etl}.{table} where source_system = :ss and run_id = :run"
+            if not con.execute(sa.text(f"select count(*) - count(distinct hash({key})) {where}"), args).scalar_one():
+                continue
+            n = con.execute(sa.text(f"select count(*) from (select {key} {where} group by {key} "
+                                    "having count(*) > 1) d"), args).scalar_one()
+            if n:
+                return (f"{self.etl}.{table}: {n} key(s) written twice by run {self.run_id} "
+                        f"({self.source_system}); this is a bug, please report it")
+        return None
 
     def abort(self, exc: BaseException | None, status: str = "failed") -> None:
         """Roll back what is open, keep the run's record (and, in strict mode, why it stopped)."""
@@ -989,6 +1057,7 @@ class TableFrame:
     frame: pd.DataFrame         # the table's fields, without its own id and person_id (the sink fills them)
     person: pd.Series | None = None  # per row: the patient's source id (Patient/<id>), -> person_id
     links: dict[str, str] = field(default_factory=dict)  # field -> row_key of the same record's row whose id fills it
+    hashed: np.ndarray | None = None  # per row, optional: its first-probe id, :func:`hashed_ids` (off the writer)
 
 
 @dataclass
@@ -1013,6 +1082,73 @@ class _FrameOutcome:
     deleted: Counter = field(default_factory=Counter)
     quarantine: list[Quarantined] = field(default_factory=list)
     persons: dict[str, int] = field(default_factory=dict)
+    skipped: Counter = field(default_factory=Counter)
+
+
+def _key_hashes(source_ids: Sequence[str]) -> np.ndarray:
+    """64-bit hashes of source ids (pandas' SipHash; only ever compared within one run)."""
+    return pd.util.hash_array(np.asarray(source_ids, dtype=object), categorize=False)
+
+
+class _HashSet:
+    """A set of 64-bit hashes as a few sorted NumPy arrays (8 bytes an entry; merged as they accumulate)."""
+
+    def __init__(self) -> None:
+        self._parts: list[np.ndarray] = []
+
+    def has_any(self, values: np.ndarray) -> bool:
+        for part in self._parts:
+            pos = np.searchsorted(part, values).clip(max=len(part) - 1)
+            if (part[pos] == values).any():
+                return True
+        return False
+
+    def add(self, values: np.ndarray) -> None:
+        if len(values):
+            self._parts.append(np.sort(values))
+        if len(self._parts) > 4:
+            self._parts = [np.sort(np.concatenate(self._parts))]
+
+
+_SPEC_TYPES: dict[str, list[tuple[str, str]]] = {}
+
+
+def typed_frame(table: str, df: pd.DataFrame) -> pd.DataFrame:
+    """Columns of ``table`` in specification order with the table's types (nullable ints, so PostgreSQL
+    COPY reads them). Already typed columns pass through, so a caller may type its frames on its own
+    thread first (the records loader does, off the writer's critical path)."""
+    if not _SPEC_TYPES:
+        _SPEC_TYPES.update({t: [(f.name, f.datatype) for f in fs] for t, fs in cdm_spec.tables().items()})
+    data = {}
+    for c, t in _SPEC_TYPES[table]:
+        if c not in df.columns:
+            continue
+        s = df[c]
+        if t == "integer":
+            if s.dtype.kind in "iu":
+                data[c] = s
+            elif s.dtype == np.float64 and (len(s) == 0 or np.nanmax(np.abs(s.to_numpy()), initial=0) < 2**53):
+                v = s.to_numpy()  # exact integers in float64: no per-value checks needed
+                na = np.isnan(v)
+                data[c] = pd.arrays.IntegerArray(np.where(na, 0, np.round(v)).astype(np.int64), na)
+            else:
+                data[c] = pd.array(pd.to_numeric(s, errors="coerce").round(), dtype="Int64")
+        elif t == "float":
+            data[c] = s if s.dtype == np.float64 else pd.to_numeric(s, errors="coerce").astype("float64")
+        elif t in ("date", "datetime"):
+            data[c] = s if s.dtype.kind == "M" else pd.to_datetime(s)
+        else:
+            data[c] = s if s.dtype == object and not s.hasnans else s.astype(object).where(s.notna(), None)
+    return pd.DataFrame(data)
+
+
+def hashed_ids(source_system: str, resource_type: str, source_ids: Sequence[str], row_key: str) -> np.ndarray:
+    """The first-probe ids :meth:`Sink.write_frames` gives rows of a table frame (``TableFrame.hashed``):
+    ``hashed_id(key_text(source_system, resource_type, source_id, row_key))`` of each source id. A caller
+    mapping on another thread computes them there, off the writer's critical path; the sink still probes
+    them past ids already taken."""
+    prefix, suffix = f"{source_system}|{resource_type}|", f"|{row_key}"
+    return _hash_ids([f"{prefix}{s}{suffix}" for s in source_ids])
 
 
 def _hash_ids(texts: list[str]) -> np.ndarray:

@@ -30,7 +30,7 @@ from l059_omop.db.engine import dialect_of, validate_identifier
 from l059_omop.errors import BadInput
 from l059_omop.etl.model import Quarantined
 from l059_omop.etl.report import RunReport
-from l059_omop.etl.sink import FrameBatch, Sink, TableFrame, require_initialised
+from l059_omop.etl.sink import FrameBatch, Sink, TableFrame, hashed_ids, require_initialised, typed_frame
 from l059_omop.records import reader
 from l059_omop.records.mapper import PATIENT, ChunkResult, Resolved, codes_needed, keyed, map_chunk
 from l059_omop.records.spec import MappingSpec, SourceSpec, SpecError, check_header, load_spec
@@ -162,7 +162,7 @@ def load_records(engine: Engine, mapping: str | Path, paths: list[str | Path], *
     sink = Sink(engine, source_system=f"records:{spec.site}", cdm_schema=cdm, etl_schema=etl_schema,
                 kind="records", source=f"{spec.path} " + " ".join(str(i.label) for i in inputs), strict=strict,
                 vocabulary=vocab)
-    with _bulk_settings(engine), sink:
+    with _bulk_settings(engine) as loaded, sink:
         pipe = _Pipe()
         try:
             for inp in inputs:
@@ -177,35 +177,56 @@ def load_records(engine: Engine, mapping: str | Path, paths: list[str | Path], *
             pipe.stop()
             raise
         pipe.close()
+        loaded()  # the sink's finish (observation periods) and the checkpoint run alone: every thread
     return RecordsResult(sink.report, [i.label for i in inputs], [str(p) for p in ignored])
 
 
 # DuckDB checkpoints (writes changed tables and the primary-key indexes into the file) whenever its WAL
 # passes checkpoint_threshold, 16 MB by default: every chunk or two of a big load, each time rewriting the
-# growing etl.source_id_map / source_resource indexes. A load raises the threshold and checkpoints once.
+# growing CDM primary-key indexes (5 more CPU-s per million rows than 128 MB; 512 MB saves 2.5 more but
+# peaks at ~1 GB). A load raises the threshold and checkpoints once at the end.
 _DUCKDB_CHECKPOINT = "128MB"
 
 
+def _duckdb_threads() -> int:
+    """DuckDB's threads during a load: one core is the mapping thread's (2 cores: 1 thread, which also
+    saved ~3 CPU-s per million rows of parallel-insert overhead against DuckDB's default of one per core)."""
+    return max(1, (os.cpu_count() or 2) - 1)
+
+
 @contextmanager
-def _bulk_settings(engine: Engine) -> Iterator[None]:
-    """DuckDB: a higher checkpoint threshold for the load (restored after, then one checkpoint)."""
+def _bulk_settings(engine: Engine) -> Iterator[Callable[[], None]]:
+    """DuckDB: a higher checkpoint threshold and one thread less than cores while chunks are mapped and
+    written (the callable yielded gives the threads back once they are), both restored after, then one
+    checkpoint."""
     if dialect_of(engine) != "duckdb":
-        yield
+        yield lambda: None
         return
     with engine.connect() as con:
         old = con.execute(sa.text("select current_setting('checkpoint_threshold')")).scalar()
+        threads = int(con.execute(sa.text("select current_setting('threads')")).scalar())
         con.execute(sa.text(f"set global checkpoint_threshold = '{_DUCKDB_CHECKPOINT}'"))
+        con.execute(sa.text(f"set global threads = {min(threads, _duckdb_threads())}"))
         con.commit()
+
+    def all_threads() -> None:
+        with engine.connect() as con:
+            con.execute(sa.text(f"set global threads = {threads}"))
+            con.commit()
+
     try:
-        yield
+        yield all_threads
     finally:
+        all_threads()
         with engine.connect() as con:
             if re.fullmatch(r"[0-9.]+ ?[A-Za-z]*", str(old)):
                 con.execute(sa.text(f"set global checkpoint_threshold = '{old}'"))
                 con.commit()
             try:
                 con.execute(sa.text("checkpoint"))
+                con.commit()
             except Exception:  # noqa: BLE001 - another open transaction: DuckDB checkpoints later by itself
+                con.rollback()
                 log.debug("checkpoint after the load deferred", exc_info=True)
 
 
@@ -215,9 +236,11 @@ def _mapped(spec: MappingSpec, inp: reader.Input, rtype: str, chunk: pd.DataFram
     n_read = len(chunk)
     chunk = chunk.reset_index(drop=True)
     rownums = rownums.reset_index(drop=True)
-    # undecodable bytes (U+FFFD) and NUL characters (no database stores them in text) -> quarantined
-    texts = _row_text(chunk)
-    badenc = np.fromiter((reader.BAD_BYTES in t or "\x00" in t for t in texts), dtype=bool, count=len(texts))
+    # undecodable bytes (U+FFFD) and NUL characters (no database stores them in text) -> quarantined; a
+    # file that decodes cleanly and has no NUL byte (reader.is_clean, checked once) needs no look at its rows
+    texts = None if inp.source.key and reader.is_clean(inp) else _row_text(chunk)
+    badenc = np.zeros(len(chunk), dtype=bool) if texts is None else np.fromiter(
+        (reader.BAD_BYTES in t or "\x00" in t for t in texts), dtype=bool, count=len(texts))
     quarantine: list[Quarantined] = []
     if badenc.any():
         quarantine += [Quarantined(rtype, None, f"{inp.label}:row {rownums.iat[i]}",
@@ -239,7 +262,8 @@ def _mapped(spec: MappingSpec, inp: reader.Input, rtype: str, chunk: pd.DataFram
                 res.domains[m.standard_concept_id] = m.domain_id
     result = map_chunk(spec, inp.source, chunk, rownums, inp.label, res)
     quarantine += [Quarantined(rtype, None, q.locator, q.reason, q.payload) for q in result.quarantine]
-    batch = _frame_batch(inp, rtype, chunk, rownums, texts, result, res.pseudonym_key, spec_digest)
+    batch = _frame_batch(inp, rtype, chunk, rownums, texts, result, res.pseudonym_key, spec_digest,
+                         sink.source_system)
 
     def write() -> None:
         sink.count_read(rtype, n_read)
@@ -299,16 +323,17 @@ class _Pipe:
             raise self._error
 
 
-def _frame_batch(inp: reader.Input, rtype: str, chunk: pd.DataFrame, rownums: pd.Series, texts: list[str],
-                 result: ChunkResult, key: bytes, spec_digest: str) -> FrameBatch:
+def _frame_batch(inp: reader.Input, rtype: str, chunk: pd.DataFrame, rownums: pd.Series, texts: list[str] | None,
+                 result: ChunkResult, key: bytes, spec_digest: str, source_system: str | None = None) -> FrameBatch:
     """The sink's frame batch of a mapped chunk: per source row its id, content hash and locator; per output
-    its rows, pointing at their source row by position."""
+    its rows, pointing at their source row by position. With ``source_system``, each table frame's
+    first-probe ids too (``TableFrame.hashed``): hashed here, on the mapping thread, because the writer
+    thread is the longer one."""
     rn = rownums.to_numpy()
-    sha = hashlib.sha256
-    prefix = f"{spec_digest}\x1e"
-    content = [sha((prefix + t).encode("utf-8")).hexdigest() for t in texts]
-    locators = (f"{inp.label}:row " + rownums.astype(str)).tolist()
-    sids = _row_keys(inp.source, chunk, texts, key)
+    content = content_hashes(chunk, spec_digest)
+    label = f"{inp.label}:row "
+    locators = [f"{label}{i}" for i in rn.tolist()]
+    sids = _row_keys(inp.source, chunk, texts, key, result.keys)
     tables = []
     for tr in result.outputs:
         pos = np.searchsorted(rn, tr.rownums.to_numpy())
@@ -317,16 +342,58 @@ def _frame_batch(inp: reader.Input, rtype: str, chunk: pd.DataFrame, rownums: pd
                 sids[i] = p  # a patient's record is keyed by its pseudonym (Patient/<pseudonym>)
         row_key = "" if tr.table == "person" else "death" if tr.table == "death" else tr.output
         links = {f: rt.split(".", 1)[1] for f, (_t, rt, _k) in tr.refs.items()}
-        tables.append(TableFrame(tr.table, row_key, pos, tr.frame, tr.person_keys, links))
+        # typed here (the writer's typing of them is then a pass-through): off the writer's critical path
+        tables.append(TableFrame(tr.table, row_key, pos, typed_frame(tr.table, tr.frame), tr.person_keys, links))
+    if source_system is not None:
+        for tf in tables:
+            if tf.table == "person":
+                tf.hashed = hashed_ids(source_system, PATIENT, tf.person.tolist(), "")
+            elif tf.table != "death":
+                tf.hashed = hashed_ids(source_system, rtype, [sids[i] for i in tf.record.tolist()], tf.row_key)
     return FrameBatch(rtype, sids, content, locators, tables)
 
 
-def _row_keys(source: SourceSpec, chunk: pd.DataFrame, texts: list[str], key: bytes) -> list[str]:
+def content_hashes(chunk: pd.DataFrame, spec_digest: str) -> list[str]:
+    """Per row a 64-bit hash (16 hex digits) of all its cells, keyed by the spec's digest (so a changed spec
+    or code table changes every row's), by pandas' vectorised SipHash: a tenth of the cost of a sha256 of
+    each row's text. Only compared with the hash stored for the same row key: a changed row goes unseen
+    only if its two versions collide (2**-64). Should pandas ever change the function, a reload re-maps
+    every row once (rewritten with the same ids), nothing worse."""
+    if chunk.empty:
+        return []
+    hash_key = hashlib.sha256(spec_digest.encode("utf-8")).hexdigest()[:16]  # SipHash's 16-byte key
+    h = pd.util.hash_pandas_object(chunk, index=False, hash_key=hash_key).to_numpy()
+    return _hex64(h)
+
+
+_HEX = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
+
+
+def _hex64(values: np.ndarray) -> list[str]:
+    """uint64 values as 16 lower-case hex digits each (vectorised)."""
+    b = values.astype(">u8").view(np.uint8).reshape(-1, 8)
+    out = np.empty((len(values), 16), dtype=np.uint8)
+    out[:, 0::2] = _HEX[b >> 4]
+    out[:, 1::2] = _HEX[b & 15]
+    return out.view("S16").ravel().astype("U16").tolist()
+
+
+def _row_keys(source: SourceSpec, chunk: pd.DataFrame, texts: list[str] | None, key: bytes,
+              mapped_keys: pd.Series | None = None) -> list[str]:
     """Source id of each row in etl tables: a keyed hash of its key columns (row ids often embed the
-    hospital id, which must not be stored), else of its whole content."""
-    if source.key:
-        cols = [chunk[c].str.strip() for c in source.key]
-        texts = cols[0].tolist() if len(cols) == 1 else ["\x1f".join(t) for t in zip(*cols, strict=True)]
-    k = keyed(key)
-    b2 = hashlib.blake2b
-    return [b2(t.encode("utf-8"), key=k, digest_size=16).hexdigest() for t in texts]
+    hospital id, which must not be stored), else of its whole content. ``mapped_keys``: the mapper's
+    source keys of the chunk (the same key text: stripped key columns joined by U+001F)."""
+    if source.key and mapped_keys is not None and len(mapped_keys) == len(chunk):
+        texts = mapped_keys.tolist()
+    elif source.key:
+        cols = [[v.strip() for v in chunk[c].tolist()] for c in source.key]
+        texts = cols[0] if len(cols) == 1 else ["\x1f".join(t) for t in zip(*cols, strict=True)]
+    elif texts is None:
+        texts = _row_text(chunk)
+    base = hashlib.blake2b(key=keyed(key), digest_size=16)  # keyed once, copied per row: the same digests
+    out = []
+    for t in texts:
+        h = base.copy()
+        h.update(t.encode("utf-8"))
+        out.append(h.hexdigest())
+    return out

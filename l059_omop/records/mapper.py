@@ -20,7 +20,7 @@ import pandas as pd
 from l059_omop.db import cdm_spec
 from l059_omop.records.codes import normalize
 from l059_omop.records.spec import FieldSpec, MappingSpec, OutputSpec, SourceSpec, auto_fields
-from l059_omop.records.transforms import parse_dates, parse_dose, parse_numbers, parse_range
+from l059_omop.records.transforms import parse_dates, parse_dose, parse_numbers, parse_range, strip
 
 PATIENT = "Patient"
 
@@ -72,6 +72,7 @@ class ChunkResult:
     outputs: list[TableRows] = field(default_factory=list)
     unmapped: Counter = field(default_factory=Counter)  # "vocabulary|code" -> n
     routed: Counter = field(default_factory=Counter)    # (spec table, domain's table) -> rows moved
+    keys: pd.Series | None = None  # each row's source key (the spec's key columns, stripped; else a hash)
 
 
 def keyed(key: bytes) -> bytes:
@@ -136,8 +137,8 @@ class _Row:
 
 def _text(values: pd.Series, length: int | None) -> pd.Series:
     out = values.where(values != "", None)
-    if length:
-        out = out.str.slice(0, length)
+    if length and max(map(len, values.tolist()), default=0) > length:
+        out = pd.Series([v if v is None else v[:length] for v in out.tolist()], index=out.index, dtype=object)
     return out
 
 
@@ -169,13 +170,13 @@ def _column_field(spec: MappingSpec, out: OutputSpec, f: FieldSpec, chunk: pd.Da
     col = f.column
     raw = chunk[col]
     if f.default is not None:
-        raw = raw.where(raw.str.strip() != "", str(f.default))
+        raw = raw.where(strip(raw) != "", str(f.default))
     dt = meta.datatype
     kind = "int" if dt == "integer" else "float" if dt == "float" else "date" if dt in ("date", "datetime") \
         else "text"
     table = out.table
     if f.vocabulary:
-        codes = raw.str.strip()
+        codes = strip(raw)
         pairs = {c: res.concepts.get((f.vocabulary, c), (0, 0)) for c in codes.unique() if c}
         std = codes.map({c: p[1] for c, p in pairs.items()}).astype("float64")
         src = codes.map({c: p[0] for c, p in pairs.items()}).astype("float64")
@@ -184,7 +185,7 @@ def _column_field(spec: MappingSpec, out: OutputSpec, f: FieldSpec, chunk: pd.Da
                 result.unmapped[f"{f.vocabulary}|{c}"] += int((codes == c).sum())
         sv, sc = _companions(table, f.name)
         if sv and sv not in out.fields:
-            extra[sv] = _text(raw.str.strip(), _field_meta(table)[sv].varchar_length)
+            extra[sv] = _text(strip(raw), _field_meta(table)[sv].varchar_length)
         if sc and sc not in out.fields:
             extra[sc] = src
         return std
@@ -209,7 +210,7 @@ def _column_field(spec: MappingSpec, out: OutputSpec, f: FieldSpec, chunk: pd.Da
             target = ref.where(ref.notna(), target)
         sv, sc = _companions(table, f.name)
         if sv and sv not in out.fields:
-            extra[sv] = _text(raw.str.strip(), _field_meta(table)[sv].varchar_length)
+            extra[sv] = _text(strip(raw), _field_meta(table)[sv].varchar_length)
         if sc and sc not in out.fields:
             extra[sc] = src.fillna(0)
         return target
@@ -222,7 +223,7 @@ def _column_field(spec: MappingSpec, out: OutputSpec, f: FieldSpec, chunk: pd.Da
                 result.unmapped[f"unit|{u.strip()}"] += int((raw == u).sum())
         sv, _ = _companions(table, f.name)
         if sv and sv not in out.fields:
-            extra[sv] = _text(raw.str.strip(), _field_meta(table)[sv].varchar_length)
+            extra[sv] = _text(strip(raw), _field_meta(table)[sv].varchar_length)
         return raw.map(uniq)
     if f.range:
         low, high, bad = parse_range(raw)
@@ -250,7 +251,7 @@ def _column_field(spec: MappingSpec, out: OutputSpec, f: FieldSpec, chunk: pd.Da
 def _when_mask(out: OutputSpec, chunk: pd.DataFrame) -> pd.Series:
     if out.when is None:
         return pd.Series(True, index=chunk.index)
-    vals = chunk[out.when.column].str.strip()
+    vals = strip(chunk[out.when.column])
     mask = pd.Series(True, index=chunk.index)
     if out.when.present is not None:
         mask &= (vals != "") if out.when.present else (vals == "")
@@ -266,7 +267,7 @@ def _when_mask(out: OutputSpec, chunk: pd.DataFrame) -> pd.Series:
 def _row_keys(source: SourceSpec, chunk: pd.DataFrame) -> pd.Series:
     """The source key of each row: the spec's key columns, else a hash of the whole row's content."""
     if source.key:
-        cols = [chunk[c].str.strip() for c in source.key]
+        cols = [strip(chunk[c]) for c in source.key]
         return pd.Series(["\x1f".join(t) for t in zip(*cols, strict=False)] if len(cols) > 1 else cols[0].tolist(),
                          index=chunk.index, dtype=object)
     cols = [chunk[c] for c in chunk.columns]
@@ -284,10 +285,10 @@ def map_chunk(spec: MappingSpec, source: SourceSpec, chunk: pd.DataFrame, rownum
     chunk = chunk.reset_index(drop=True)
     rownums = pd.Series(np.asarray(rownums), index=chunk.index)
     failed = _Row(n)
-    keys = _row_keys(source, chunk)
+    keys = result.keys = _row_keys(source, chunk)
     person = None
     if source.patient_id:
-        ids = chunk[source.patient_id].str.strip()
+        ids = strip(chunk[source.patient_id])
         failed.fail(ids == "", source.patient_id, "missing value: no patient id")
         pseud = {v: pseudonym(v, res.pseudonym_key) for v in ids.unique() if v}
         person = ids.map(pseud).astype(object).where(ids != "", None)

@@ -7,6 +7,7 @@ row is quarantined (naming the encoding), instead of stopping the load half way.
 
 from __future__ import annotations
 
+import codecs
 import csv
 import datetime as dt
 from collections.abc import Iterator
@@ -117,6 +118,37 @@ def header(inp: Input) -> list[str]:
     except OSError as exc:
         raise BadInput(f"{inp.path}: cannot read ({exc})") from None
     return _clean_header(first)
+
+
+_CLEAN: dict[tuple[str, str, int, int], bool] = {}
+
+
+def is_clean(inp: Input) -> bool:
+    """True when a CSV file decodes in its declared encoding without an error and has no NUL byte (and no
+    U+FFFD of its own): none of its rows can need quarantining for its bytes. Read once per file (C speed);
+    workbooks are checked row by row."""
+    if inp.sheet is not None:
+        return False
+    st = inp.path.stat()
+    key = (str(inp.path), inp.source.encoding, st.st_size, st.st_mtime_ns)
+    if key not in _CLEAN:
+        if len(_CLEAN) > 1000:
+            _CLEAN.clear()
+        _CLEAN[key] = _decodes_cleanly(inp.path, inp.source.encoding)
+    return _CLEAN[key]
+
+
+def _decodes_cleanly(path: Path, encoding: str) -> bool:
+    dec = codecs.getincrementaldecoder(encoding)(errors="strict")
+    try:
+        with path.open("rb") as fh:
+            while block := fh.read(1 << 22):
+                if b"\x00" in block or BAD_BYTES in dec.decode(block):
+                    return False
+            dec.decode(b"", final=True)
+    except (UnicodeDecodeError, OSError):
+        return False
+    return True
 
 
 def _cell(v) -> str:

@@ -263,3 +263,131 @@ def test_changed_row_now_pointing_at_an_unknown_patient(rec_engine, tmp_path):
         (locator, reason), = con.execute(sa.text("select source_locator, reason from etl.quarantine")).all()
     assert locator.endswith("diagnoses.csv:row 4") and reason.startswith("unresolved reference: Patient/")
     assert sum(counts(rec_engine).values()) < sum(before.values())
+
+
+def test_duckdb_etl_keys_stay_unique_without_primary_keys(rec_duckdb, tmp_path):
+    """DuckDB's source_id_map / source_resource have no primary key (db.layout): the sink keeps them unique.
+    The same key in two files of one source on a first load is one record (the second time unchanged); a
+    second load changes nothing."""
+    with rec_duckdb.connect() as con:
+        kinds = con.execute(sa.text("select table_name, constraint_type from information_schema.table_constraints "
+                                    "where table_schema = 'etl' and constraint_type = 'PRIMARY KEY'")).all()
+    assert sorted(t for t, _ in kinds) == ["load_run"]
+    folder = extracts.write(tmp_path / "x")
+    lines = (folder / "lab_results.csv").read_text(encoding="utf-8-sig").splitlines()
+    (folder / "lab_results_2.csv").write_text("\n".join([lines[0], lines[1]]) + "\n", encoding="utf-8-sig")
+    spec = spec_copy(tmp_path)
+    rep = load_records(rec_duckdb, spec, [folder]).report
+    assert rep.check() == [] and rep.types["lab_results"].read == 5 and rep.types["lab_results"].unchanged == 1
+    before = dump(rec_duckdb)
+    again = load_records(rec_duckdb, spec, [folder]).report
+    assert not again.rows_inserted and dump(rec_duckdb) == before
+    with rec_duckdb.connect() as con:
+        for table, key in (("source_resource", "resource_type, source_id"),
+                           ("source_id_map", "resource_type, source_id, omop_table, row_key")):
+            assert con.execute(sa.text(f"select count(*) - count(distinct ({key})) from etl.{table}")).scalar_one() == 0
+
+
+def test_same_patient_twice_in_one_chunk_is_skipped(rec_engine, tmp_path):
+    """Patients keyed by another column than the hospital id: two rows of one patient make one person."""
+    spec = spec_copy(tmp_path, lambda t: t.replace("    file: \"patients*.csv\"\n    key: [hospital_id]\n",
+                                                   "    file: \"patients*.csv\"\n    key: [hospital_id, sex]\n"))
+    folder = extracts.write(tmp_path / "x")
+    path = folder / "patients.csv"
+    lines = path.read_text(encoding="utf-8-sig").splitlines()
+    sex = "女" if ",男," in lines[1] else "男"
+    other = lines[1].replace(",男,", f",{sex},") if ",男," in lines[1] else lines[1].replace(",女,", f",{sex},")
+    assert other != lines[1]
+    path.write_text("\n".join([*lines, other]) + "\n", encoding="utf-8-sig")
+    rep = load_records(rec_engine, spec, [folder]).report
+    assert rep.check() == [] and rep.read == rep.mapped + rep.quarantined + rep.skipped
+    assert dict(rep.types["Patient"].skipped) == {"duplicate in this input": 1}
+    assert counts(rec_engine)["person"] == extracts.EXPECTED["person"]
+
+
+def test_duplicate_keys_check_names_the_table(rec_duckdb):
+    from l059_omop.etl.sink import Sink
+
+    sink = Sink(rec_duckdb, source_system="records:test", kind="records")
+    sink.start()
+    row = {"source_system": "records:test", "resource_type": "x", "source_id": "1", "content_sha256": "h",
+           "run_id": sink.run_id}
+    with sink._tx() as con:
+        for _ in range(2):
+            con.execute(sink._t("source_resource").insert().values(**row))
+    with sink._tx() as con:
+        problem = sink._duplicate_keys(con)
+    assert problem and problem.startswith("etl.source_resource: 1 key(s) written twice")
+    sink.abort(None)
+
+
+def test_hash_set():
+    import numpy as np
+
+    from l059_omop.etl.sink import _HashSet, _key_hashes
+
+    s = _HashSet()
+    for i in range(12):
+        s.add(_key_hashes([f"k{i}-{j}" for j in range(100)]))
+    assert s.has_any(_key_hashes(["zz", "k7-42"])) and not s.has_any(_key_hashes(["zz", "k12-1"]))
+    assert not _HashSet().has_any(np.array([1], dtype=np.uint64))
+
+
+def test_duckdb_ids_equal_the_python_hash(rec_duckdb):
+    """The frame path hashes ids in DuckDB (vectorised sha256): the same values as etl.ids.hashed_id, and
+    an id taken in etl.source_id_map is reported so."""
+    import numpy as np
+
+    from l059_omop.etl.ids import hashed_id
+    from l059_omop.etl.sink import Sink
+
+    sink = Sink(rec_duckdb, source_system="records:t", kind="records")
+    sink.start()
+    sids = np.array(["a", "患者-1", "", "x" * 300, "ü|#1"], dtype=object)
+    want = [hashed_id(f"records:t|lab|{s}|lab#2") for s in sids]
+    with sink._tx() as con:
+        con.execute(sink._t("source_id_map").insert().values(
+            source_system="records:t", resource_type="lab", source_id="z", row_key="lab", omop_table="measurement",
+            omop_id=want[1]))
+        ids, taken = sink._duckdb_candidates("measurement", "records:t|lab|", sids, "|lab#2")
+    assert ids.tolist() == want and taken.tolist() == [False, True, False, False, False]
+    sink.abort(None)
+
+
+def test_duckdb_settings_restored_after_a_load(rec_duckdb, tmp_path):
+    """A DuckDB load raises the checkpoint threshold and uses a thread less than cores; both come back."""
+    def settings():
+        with rec_duckdb.connect() as con:
+            return con.execute(sa.text("select current_setting('checkpoint_threshold'), "
+                                       "current_setting('threads')")).one()
+
+    before = settings()
+    load_records(rec_duckdb, spec_copy(tmp_path), [extracts.write(tmp_path / "x")])
+    assert settings() == before
+
+
+@pytest.mark.filterwarnings("ignore:invalid value encountered in cast:RuntimeWarning")
+def test_first_probe_ids_and_typed_frames():
+    """The loader hashes first-probe ids and types frames on the mapping thread: the same ids as
+    etl.ids.hashed_id, the same column types as the sink's own typing (which then passes them through)."""
+    import numpy as np
+
+    from l059_omop.etl.ids import hashed_id, key_text
+    from l059_omop.etl.sink import hashed_ids, typed_frame
+
+    sids = ["a", "患者", ""]
+    assert hashed_ids("records:s", "labs", sids, "lab").tolist() == [
+        hashed_id(key_text("records:s", "labs", s, "lab")) for s in sids]
+    df = pd.DataFrame({"value_as_number": [1.5, None, 2.0], "measurement_concept_id": [3022217.0, np.nan, 0.0],
+                       "measurement_date": pd.to_datetime(["2020-01-01", None, "2021-02-03"]),
+                       "unit_source_value": ["mm", None, "s"], "quantity_big": [1.0, 2.0, 3.0]})
+    once = typed_frame("measurement", df)
+    assert list(once.columns) == ["measurement_concept_id", "measurement_date", "value_as_number",
+                                  "unit_source_value"]
+    assert str(once["measurement_concept_id"].dtype) == "Int64"
+    assert once["measurement_concept_id"].tolist()[0] == 3022217 and once["measurement_concept_id"].isna().tolist() == [
+        False, True, False]
+    twice = typed_frame("measurement", once)
+    pd.testing.assert_frame_equal(once, twice)
+    with pytest.raises(TypeError):  # beyond exact float integers: pandas' checked conversion, as before
+        typed_frame("measurement", pd.DataFrame({"measurement_concept_id": [1e300]}))
