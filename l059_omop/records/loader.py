@@ -14,10 +14,8 @@ import hashlib
 import logging
 import os
 import queue
-import re
 import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,7 +24,8 @@ import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from l059_omop.db.engine import dialect_of, validate_identifier
+from l059_omop.db import bulk
+from l059_omop.db.engine import validate_identifier
 from l059_omop.errors import BadInput
 from l059_omop.etl.model import Quarantined
 from l059_omop.etl.report import RunReport
@@ -162,7 +161,7 @@ def load_records(engine: Engine, mapping: str | Path, paths: list[str | Path], *
     sink = Sink(engine, source_system=f"records:{spec.site}", cdm_schema=cdm, etl_schema=etl_schema,
                 kind="records", source=f"{spec.path} " + " ".join(str(i.label) for i in inputs), strict=strict,
                 vocabulary=vocab)
-    with _bulk_settings(engine) as loaded, sink:
+    with bulk.duckdb_load_settings(engine, threads=_duckdb_threads()) as loaded, sink:
         pipe = _Pipe()
         try:
             for inp in inputs:
@@ -181,53 +180,10 @@ def load_records(engine: Engine, mapping: str | Path, paths: list[str | Path], *
     return RecordsResult(sink.report, [i.label for i in inputs], [str(p) for p in ignored])
 
 
-# DuckDB checkpoints (writes changed tables and the primary-key indexes into the file) whenever its WAL
-# passes checkpoint_threshold, 16 MB by default: every chunk or two of a big load, each time rewriting the
-# growing CDM primary-key indexes (5 more CPU-s per million rows than 128 MB; 512 MB saves 2.5 more but
-# peaks at ~1 GB). A load raises the threshold and checkpoints once at the end.
-_DUCKDB_CHECKPOINT = "128MB"
-
-
 def _duckdb_threads() -> int:
     """DuckDB's threads during a load: one core is the mapping thread's (2 cores: 1 thread, which also
     saved ~3 CPU-s per million rows of parallel-insert overhead against DuckDB's default of one per core)."""
     return max(1, (os.cpu_count() or 2) - 1)
-
-
-@contextmanager
-def _bulk_settings(engine: Engine) -> Iterator[Callable[[], None]]:
-    """DuckDB: a higher checkpoint threshold and one thread less than cores while chunks are mapped and
-    written (the callable yielded gives the threads back once they are), both restored after, then one
-    checkpoint."""
-    if dialect_of(engine) != "duckdb":
-        yield lambda: None
-        return
-    with engine.connect() as con:
-        old = con.execute(sa.text("select current_setting('checkpoint_threshold')")).scalar()
-        threads = int(con.execute(sa.text("select current_setting('threads')")).scalar())
-        con.execute(sa.text(f"set global checkpoint_threshold = '{_DUCKDB_CHECKPOINT}'"))
-        con.execute(sa.text(f"set global threads = {min(threads, _duckdb_threads())}"))
-        con.commit()
-
-    def all_threads() -> None:
-        with engine.connect() as con:
-            con.execute(sa.text(f"set global threads = {threads}"))
-            con.commit()
-
-    try:
-        yield all_threads
-    finally:
-        all_threads()
-        with engine.connect() as con:
-            if re.fullmatch(r"[0-9.]+ ?[A-Za-z]*", str(old)):
-                con.execute(sa.text(f"set global checkpoint_threshold = '{old}'"))
-                con.commit()
-            try:
-                con.execute(sa.text("checkpoint"))
-                con.commit()
-            except Exception:  # noqa: BLE001 - another open transaction: DuckDB checkpoints later by itself
-                con.rollback()
-                log.debug("checkpoint after the load deferred", exc_info=True)
 
 
 def _mapped(spec: MappingSpec, inp: reader.Input, rtype: str, chunk: pd.DataFrame, rownums: pd.Series,
