@@ -19,8 +19,6 @@ from l059_omop.db.engine import dialect_of, validate_identifier
 
 log = logging.getLogger(__name__)
 
-log = logging.getLogger(__name__)
-
 # DuckDB checkpoints (writes the changed tables and their primary-key indexes into the file) whenever its
 # WAL passes checkpoint_threshold, 16 MB by default: every batch or two of a loader, each time rewriting the
 # growing CDM primary-key indexes (load-records: 5 more CPU-s per million rows than 128 MB; 512 MB saves
@@ -39,8 +37,7 @@ def quote_columns(columns) -> str:
 
 
 @contextmanager
-def duckdb_load_settings(engine: Engine, *, threads: int | None = None,
-                         checkpoint_threshold: str | None = None) -> Iterator[Callable[[], None]]:
+def duckdb_load_settings(engine: Engine, *, threads: int | None = None) -> Iterator[Callable[[], None]]:
     """DuckDB, for a load: a higher checkpoint threshold and, with ``threads``, at most that many DuckDB
     threads while batches are written (the callable yielded gives every thread back, for the work that
     then runs alone); both restored after, then one checkpoint. Other databases: nothing."""
@@ -50,8 +47,7 @@ def duckdb_load_settings(engine: Engine, *, threads: int | None = None,
     with engine.connect() as con:
         old = con.execute(sa.text("select current_setting('checkpoint_threshold')")).scalar()
         all_of_them = int(con.execute(sa.text("select current_setting('threads')")).scalar())
-        size = _size(checkpoint_threshold or DUCKDB_LOAD_CHECKPOINT)
-        con.execute(sa.text(f"set global checkpoint_threshold = '{size}'"))
+        con.execute(sa.text(f"set global checkpoint_threshold = '{DUCKDB_LOAD_CHECKPOINT}'"))
         if threads is not None:
             con.execute(sa.text(f"set global threads = {max(1, min(int(threads), all_of_them))}"))
         con.commit()
@@ -76,12 +72,6 @@ def duckdb_load_settings(engine: Engine, *, threads: int | None = None,
             except Exception:  # noqa: BLE001 - another open transaction: DuckDB checkpoints later by itself
                 con.rollback()
                 log.debug("checkpoint after the load deferred", exc_info=True)
-
-
-def _size(text: str) -> str:
-    if not re.fullmatch(r"[0-9]+ ?[KMGT]?i?B", text):
-        raise ValueError(f"not a DuckDB memory size: {text!r}")
-    return text
 
 
 def _driver(con: Connection):

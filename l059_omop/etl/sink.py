@@ -705,8 +705,7 @@ class Sink:
                 cands, bad = self._duckdb_candidates(table, prefix, pending, suffix)
             else:
                 cands = _hash_ids([f"{prefix}{s}{suffix}" for s in pending.tolist()])
-                taken = self._taken(table, cands.tolist())
-                bad = np.isin(cands, np.fromiter(taken, dtype=np.int64, count=len(taken)))
+                bad = self._taken_mask(table, cands)
             bad |= pd.Series(cands).duplicated(keep="first").to_numpy()
             if used:
                 bad |= np.isin(cands, np.fromiter(used, dtype=np.int64, count=len(used)))

@@ -280,11 +280,10 @@ class _Pipe:
 
 
 def _frame_batch(inp: reader.Input, rtype: str, chunk: pd.DataFrame, rownums: pd.Series, texts: list[str] | None,
-                 result: ChunkResult, key: bytes, spec_digest: str, source_system: str | None = None) -> FrameBatch:
+                 result: ChunkResult, key: bytes, spec_digest: str, source_system: str) -> FrameBatch:
     """The sink's frame batch of a mapped chunk: per source row its id, content hash and locator; per output
-    its rows, pointing at their source row by position. With ``source_system``, each table frame's
-    first-probe ids too (``TableFrame.hashed``): hashed here, on the mapping thread, because the writer
-    thread is the longer one."""
+    its rows, pointing at their source row by position, and their first-probe ids (``TableFrame.hashed``):
+    hashed here, on the mapping thread, because the writer thread is the longer one."""
     rn = rownums.to_numpy()
     content = content_hashes(chunk, spec_digest)
     label = f"{inp.label}:row "
@@ -300,12 +299,11 @@ def _frame_batch(inp: reader.Input, rtype: str, chunk: pd.DataFrame, rownums: pd
         links = {f: rt.split(".", 1)[1] for f, (_t, rt, _k) in tr.refs.items()}
         # typed here (the writer's typing of them is then a pass-through): off the writer's critical path
         tables.append(TableFrame(tr.table, row_key, pos, typed_frame(tr.table, tr.frame), tr.person_keys, links))
-    if source_system is not None:
-        for tf in tables:
-            if tf.table == "person":
-                tf.hashed = hashed_ids(source_system, PATIENT, tf.person.tolist(), "")
-            elif tf.table != "death":
-                tf.hashed = hashed_ids(source_system, rtype, [sids[i] for i in tf.record.tolist()], tf.row_key)
+    for tf in tables:
+        if tf.table == "person":
+            tf.hashed = hashed_ids(source_system, PATIENT, tf.person.tolist(), "")
+        elif tf.table != "death":
+            tf.hashed = hashed_ids(source_system, rtype, [sids[i] for i in tf.record.tolist()], tf.row_key)
     return FrameBatch(rtype, sids, content, locators, tables)
 
 
