@@ -117,7 +117,13 @@ class Sink:
         self._finished = False
         self._fresh: dict[str, bool] = {}  # write_frames: record type -> nothing of it stored before
         self._frame_persons: dict[str, int] = {}  # write_frames: patient source id -> person_id
-        self._seen: defaultdict[str, _HashSet] = defaultdict(_HashSet)  # write_frames: keys written while fresh
+        self._seen: defaultdict[str, _HashSet] = defaultdict(_HashSet)  # keys written while fresh
+        # DuckDB: omop table -> no etl.source_id_map row of it existed when the run started, so an id is taken
+        # only if this run gave it (kept here, 8 bytes an id); see _taken_mask
+        self._map_fresh: dict[str, bool] = {}
+        self._run_ids: defaultdict[str, _HashSet] = defaultdict(_HashSet)
+        self._staged: list[tuple[str, np.ndarray]] = []  # ids / keys of the open batch, kept once it commits
+        self._staged_keys: list[tuple[str, list[str]]] = []
 
     # ----------------------------------------------------------------- lifecycle
     def __enter__(self) -> Sink:
@@ -226,12 +232,46 @@ class Sink:
         """
         if not units:
             return []
+        self._staged, self._staged_keys = [], []
         with self._tx():
-            return self._write(units, final)
+            deferred = self._write(units, final)
+        self._keep_staged()
+        return deferred
+
+    def _keep_staged(self) -> None:
+        """After a batch committed: the ids and keys it wrote join the run's in-memory sets (DuckDB shortcuts)."""
+        for table, ids in self._staged:
+            if self._map_fresh.get(table):
+                self._run_ids[table].add(ids)
+        for rt, sids in self._staged_keys:
+            if self._fresh.get(rt):
+                self._seen[rt].add(_key_hashes(sids))
+        self._staged, self._staged_keys = [], []
+
+    def _keys_to_look_up(self, units: list[SourceUnit]) -> set[tuple[str, str]]:
+        """Keys whose stored version must be fetched. DuckDB (the file is this process's alone while it
+        writes): a record type nothing was stored of when the run started needs no lookup for keys this run has
+        not written either (a 64-bit hash of each key written is kept; a hit, even a false one, looks the batch's
+        keys of that type up). PostgreSQL always looks up: another loader may commit between our batches."""
+        keys = {(u.resource_type, u.source_id) for u in units}
+        if self.dialect != "duckdb" or not keys:
+            return keys
+        by_type: defaultdict[str, list[str]] = defaultdict(list)
+        for rt, sid in keys:
+            by_type[rt].append(sid)
+        out: set[tuple[str, str]] = set()
+        for rt, sids in by_type.items():
+            fresh = self._fresh.get(rt)
+            if fresh is None:
+                fresh = self._fresh[rt] = self._is_fresh(rt)
+            if fresh and not self._seen[rt].has_any(_key_hashes(sids)):
+                continue
+            out.update((rt, s) for s in sids)
+        return out
 
     def _write(self, units: list[SourceUnit], final: bool) -> list[SourceUnit]:
         units = self._dedupe(units)
-        existing = self._fetch_resources({(u.resource_type, u.source_id) for u in units})
+        existing = self._fetch_resources(self._keys_to_look_up(units))
         todo: list[SourceUnit] = []
         changed: set[tuple[str, str]] = set()
         for u in units:
@@ -434,7 +474,8 @@ class Sink:
             used = {i for ref, i in out.items() if ref.table == table}
             while items:
                 cands = [(ref, text, p, hashed_id(text, p)) for ref, text, p in items]
-                taken = self._taken(table, [c for *_, c in cands]) | used
+                arr = np.fromiter((c for *_, c in cands), dtype=np.int64, count=len(cands))
+                taken = set(arr[self._taken_mask(table, arr)].tolist()) | used
                 items = []
                 for ref, text, p, cand in cands:
                     if cand in taken:
@@ -475,6 +516,7 @@ class Sink:
         if replaced_keys:
             self._delete_keys(con, "source_id_map", replaced_keys)
             self._delete_keys(con, "source_resource", replaced_keys)
+        self._forget_fresh({ref.table for ref in old})
         # rows per table
         frames: dict[str, list[dict]] = defaultdict(list)
         map_rows = []
@@ -503,7 +545,12 @@ class Sink:
             mdf["run_id"] = self.run_id
             mdf["omop_id"] = mdf["omop_id"].astype("int64")
             bulk.insert_frame(con, self.etl, "source_id_map", mdf)
+            self._stage_ids(mdf)
         units = [u for u, _ in ready]
+        by_type: defaultdict[str, list[str]] = defaultdict(list)
+        for u in units:
+            by_type[u.resource_type].append(u.source_id)
+        self._staged_keys.extend(by_type.items())
         sdf = pd.DataFrame({
             "source_system": self.source_system, "resource_type": [u.resource_type for u in units],
             "source_id": [u.source_id for u in units], "version_id": [u.version_id for u in units],
@@ -634,6 +681,7 @@ class Sink:
             if self._seen[rt].has_any(seen):
                 fresh = self._fresh[rt] = False
                 self._seen.pop(rt, None)
+        self._staged, self._staged_keys = [], []
         try:
             with self._tx() as con:
                 if fresh is None:
@@ -646,8 +694,10 @@ class Sink:
             log.debug("first-load shortcut failed for %s; redoing the batch with lookups", rt)
             self._fresh[rt] = False
             self._seen.pop(rt, None)
+            self._staged = []
             with self._tx() as con:
                 out = self._write_frames(con, batch, False)
+        self._keep_staged()
         if self._fresh.get(rt):
             self._seen[rt].add(seen if seen is not None else _key_hashes(batch.source_id))
         counts = self.report.t(rt)
@@ -665,6 +715,25 @@ class Sink:
             self._frame_persons.clear()
         for q in out.quarantine:
             self.quarantine(q)
+
+    def _stage_ids(self, map_rows: pd.DataFrame) -> None:
+        """Ids just written to etl.source_id_map, per table, kept in memory once the batch commits."""
+        if self.dialect != "duckdb":
+            return
+        for table, ids in map_rows.groupby("omop_table", sort=False)["omop_id"]:
+            if table != "death" and self._map_fresh.get(table):
+                self._staged.append((table, ids.to_numpy(dtype=np.int64)))
+
+    def _forget_fresh(self, tables: set[str]) -> None:
+        """Rows of these tables were replaced (their map rows deleted): their ids are checked in the database
+        from now on, as the in-memory set would still hold the freed ones."""
+        for t in tables:
+            self._map_fresh[t] = False
+            self._run_ids.pop(t, None)
+
+    def _map_is_fresh(self, table: str) -> bool:
+        q = sa.text(f"select count(*) from (select 1 from {self.etl}.source_id_map where omop_table = :t limit 1) x")
+        return self._con.execute(q, {"t": table}).scalar_one() == 0
 
     def _is_fresh(self, rt: str) -> bool:
         q = sa.text(f"select count(*) from {self.etl}.source_resource where source_system = :ss and "
@@ -734,7 +803,16 @@ class Sink:
         return ids, self._taken_mask(table, ids)
 
     def _taken_mask(self, table: str, ids: np.ndarray) -> np.ndarray:
-        """Per id: is it taken in etl.source_id_map for ``table``?"""
+        """Per id: is it taken in etl.source_id_map for ``table``?
+
+        DuckDB: while the map held no row of ``table`` when the run started (and the run replaced none), the
+        ids taken are exactly those this run wrote, kept in memory: no scan of the growing map per batch."""
+        if self.dialect == "duckdb":
+            fresh = self._map_fresh.get(table)
+            if fresh is None:
+                fresh = self._map_fresh[table] = self._map_is_fresh(table)
+            if fresh:
+                return self._run_ids[table].contains(ids)
         if self.dialect != "duckdb":
             taken = self._taken(table, ids.tolist())
             return np.isin(ids, np.fromiter(taken, dtype=np.int64, count=len(taken)))
@@ -863,6 +941,7 @@ class Sink:
             rkeys = {(rt, s) for s in sids[replaced].tolist()}
             self._delete_keys(con, "source_id_map", rkeys)
             self._delete_keys(con, "source_resource", rkeys)
+        self._forget_fresh({ref.table for ref in old})
         old_tables = {ref.table for ref in old}
         order = tuple(reversed(_DELETE_ORDER))
         for table in sorted(frames, key=lambda t: order.index(t) if t in order else 99):
@@ -879,6 +958,7 @@ class Sink:
             m["run_id"] = self.run_id
             m["omop_id"] = m["omop_id"].astype("int64")
             bulk.insert_frame(con, self.etl, "source_id_map", m)
+            self._stage_ids(m)
         w = np.flatnonzero(written)
         if len(w):
             bulk.insert_frame(con, self.etl, "source_resource", pd.DataFrame({
@@ -1102,11 +1182,22 @@ class _HashSet:
                 return True
         return False
 
+    def contains(self, values: np.ndarray) -> np.ndarray:
+        hit = np.zeros(len(values), dtype=bool)
+        for part in self._parts:
+            pos = np.searchsorted(part, values).clip(max=len(part) - 1)
+            hit |= part[pos] == values
+        return hit
+
     def add(self, values: np.ndarray) -> None:
-        if len(values):
-            self._parts.append(np.sort(values))
-        if len(self._parts) > 4:
-            self._parts = [np.sort(np.concatenate(self._parts))]
+        """Parts of decreasing size, a new part merged into the last while it is at least half as large:
+        O(log n) parts, and each merge a linear pass over two sorted runs (a stable sort finds them)."""
+        if not len(values):
+            return
+        self._parts.append(np.sort(values))
+        while len(self._parts) > 1 and 2 * len(self._parts[-1]) >= len(self._parts[-2]):
+            last = self._parts.pop()
+            self._parts[-1] = np.sort(np.concatenate((self._parts[-1], last)), kind="stable")
 
 
 _SPEC_TYPES: dict[str, list[tuple[str, str]]] = {}
