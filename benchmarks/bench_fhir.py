@@ -80,7 +80,10 @@ def _validate_task(task) -> int:
     from fhir.resources.R4B import get_fhir_model_class
 
     if task.kind == "ndjson":
-        resources = (json.loads(text) for _, text in task.lines)
+        from l059_omop.etl.fhir.parse import _read_lines
+
+        lines = task.lines if task.lines is not None else _read_lines(task)
+        resources = (json.loads(text) for _, text in lines)
     else:
         resources = (e["resource"] for e in json.loads(Path(task.locator).read_text(encoding="utf-8"))["entry"])
     n = 0

@@ -114,6 +114,9 @@ class Sink:
         self._pending_q: list[Quarantined] = []
         self._columns = {t: [f.name for f in fs] for t, fs in cdm_spec.tables().items()}
         self._types = {t: {f.name: f.datatype for f in fs} for t, fs in cdm_spec.tables().items()}
+        # columns that may hold a Ref (a row id or a link to another row): the tables' non-concept *_id columns
+        self._ref_cols = {t: tuple(c for c in cols if c.endswith("_id") and not c.endswith("concept_id"))
+                          for t, cols in self._columns.items()}
         self._finished = False
         self._fresh: dict[str, bool] = {}  # write_frames: record type -> nothing of it stored before
         self._frame_persons: dict[str, int] = {}  # write_frames: patient source id -> person_id
@@ -228,7 +231,8 @@ class Sink:
     def write(self, units: list[SourceUnit], final: bool = False) -> list[SourceUnit]:
         """Write a batch in one transaction; return units whose references are not (yet) loaded.
 
-        With ``final=True`` such units are quarantined instead ("unresolved reference").
+        With ``final=True`` such units are quarantined instead ("unresolved reference"). Units written are
+        consumed: their rows' Refs are replaced by the ids in place (a returned unit is left as it was).
         """
         if not units:
             return []
@@ -299,22 +303,28 @@ class Sink:
         info = []
         own_all: set[Ref] = set()
         needed: set[Ref] = set()
+        ref_cols = self._ref_cols
         for u, rows in zip(todo, routed, strict=True):
-            owns, hard = [], []
+            owns, hard, row_refs = [], [], []
             for table, row in rows:
                 own = self._own(table, row)
                 owns.append(own)
-                for k, v in row.items():
-                    if v.__class__ is Ref and v != own:
-                        needed.add(v)
-                        if k not in _SOFT:
-                            hard.append(v)
+                refs = []
+                for k in ref_cols[table]:
+                    v = row.get(k)
+                    if v.__class__ is Ref:
+                        refs.append((k, v))
+                        if v != own:
+                            needed.add(v)
+                            if k not in _SOFT:
+                                hard.append(v)
+                row_refs.append(refs)
             own_all.update(owns)
-            info.append((u, rows, owns, hard))
+            info.append((u, rows, owns, hard, row_refs))
         self._resolve_existing([r for r in needed if r not in own_all and r not in self._ids])
         deferred: list[SourceUnit] = []
         while True:  # drop units with missing refs, then units that needed those units' rows
-            present = {o for _, _, owns, _ in info for o in owns}
+            present = {o for _, _, owns, _, _ in info for o in owns}
             keep, drop = [], []
             for item in info:
                 missing = [v for v in item[3] if v not in present and v not in self._ids]
@@ -335,7 +345,7 @@ class Sink:
                 break
         if info:
             ready_keys = {(u.resource_type, u.source_id) for u, *_ in info} if changed else set()
-            self._write_ready([(u, rows) for u, rows, _, _ in info], changed & ready_keys)
+            self._write_ready([(u, rows, owns, refs) for u, rows, owns, _, refs in info], changed & ready_keys)
         return deferred
 
     def _dedupe(self, units: list[SourceUnit]) -> list[SourceUnit]:
@@ -488,11 +498,13 @@ class Sink:
         return out
 
     # ----------------------------------------------------------------- writing
-    def _write_ready(self, ready: list[tuple[SourceUnit, list[tuple[str, dict]]]],
+    def _write_ready(self, ready: list[tuple[SourceUnit, list[tuple[str, dict]], list[Ref], list[list]]],
                      replaced_keys: set[tuple[str, str]]) -> None:
+        """Write units whose references all exist. Each comes with its rows, each row's own Ref and the
+        (column, Ref) pairs it holds (found once by _write); the rows get their ids in place."""
         con = self._con
         old = self._fetch_map(replaced_keys, con)  # rows of records loaded before (being replaced)
-        own_refs = [self._own(t, r) for _, rows in ready for t, r in rows]
+        own_refs = [own for _, _, owns, _ in ready for own in owns]
         ids = self._assign(own_refs, old)
         new_ids = {(ref.table, oid) for ref, oid in ids.items()}
 
@@ -521,18 +533,15 @@ class Sink:
         frames: dict[str, list[dict]] = defaultdict(list)
         map_rows = []
         touched: set[int] = set()
-        for u, rows in ready:
-            for table, row in rows:
-                own = self._own(table, row)
-                out = dict(row)
-                for k, v in row.items():
-                    if v.__class__ is Ref:
-                        out[k] = rid(v)
-                frames[table].append(out)
-                oid = out["person_id"] if table == "death" else out[TABLE_ID[table]]
+        for u, rows, owns, row_refs in ready:
+            for (table, row), own, refs in zip(rows, owns, row_refs, strict=True):
+                for k, v in refs:
+                    row[k] = rid(v)
+                frames[table].append(row)
+                oid = row["person_id"] if table == "death" else row[TABLE_ID[table]]
                 map_rows.append((u.resource_type, u.source_id, own.row, table, oid))
-                if "person_id" in out:
-                    touched.add(out["person_id"])
+                if "person_id" in row:
+                    touched.add(row["person_id"])
         for table in sorted(frames, key=lambda t: -_DELETE_ORDER.index(t) if t in _DELETE_ORDER else 0):
             df = self._frame(table, frames[table])
             upsert = table in _REFERENCED and any(r.table == table for r in old)
@@ -546,7 +555,7 @@ class Sink:
             mdf["omop_id"] = mdf["omop_id"].astype("int64")
             bulk.insert_frame(con, self.etl, "source_id_map", mdf)
             self._stage_ids(mdf)
-        units = [u for u, _ in ready]
+        units = [u for u, *_ in ready]
         by_type: defaultdict[str, list[str]] = defaultdict(list)
         for u in units:
             by_type[u.resource_type].append(u.source_id)
@@ -565,7 +574,7 @@ class Sink:
         for ref, oid in ids.items():
             if ref.table in _REFERENCED:
                 self._ids[ref] = oid
-        for u, _ in ready:
+        for u in units:
             c = self.report.t(u.resource_type)
             if u.skip_rule:
                 c.skipped[u.skip_rule] += 1
@@ -1080,12 +1089,6 @@ class _Begin:
 
 
 _SOFT = ("measurement_event_id", "observation_event_id")
-
-
-def _foreign(own: Ref, row: dict) -> list[Ref]:
-    """The Refs of a row that must exist first (person_id of an event, visit_occurrence_id ...); links to
-    related events (measurement_event_id) are soft: filled when known, else the predicted hash id."""
-    return [v for k, v in row.items() if isinstance(v, Ref) and v != own and k not in _SOFT]
 
 
 def _with_event_table(f: Fact, routed_by_key: dict[str, str]) -> Fact:

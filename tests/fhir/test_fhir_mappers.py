@@ -6,6 +6,7 @@ import datetime as dt
 
 from fhir_builders import L059, SNOMED, bundle, cc, patient_resources
 
+from l059_omop.etl.fhir import parse as parse_mod
 from l059_omop.etl.fhir.mappers import Context, map_resource, parse_when
 from l059_omop.etl.fhir.parse import Result, Task, process_bundle, run_task
 from l059_omop.etl.ids import MAX_ID, hashed_id, key_text
@@ -164,8 +165,13 @@ def test_reading_is_bounded(tmp_path):
     path = tmp_path / "Observation.ndjson"
     path.write_text("".join(f'{{"resourceType": "Basic", "id": "{i}"}}\n' for i in range(5000)), encoding="utf-8")
     tasks = load_mod.file_tasks(load_mod.collect_files([tmp_path]), None)
-    first = next(tasks)
-    assert first.kind == "ndjson" and len(first.lines) == load_mod.NDJSON_CHUNK  # a generator, not a list
+    first = next(tasks)  # a generator, not a list; the worker reads the lines itself
+    assert first.kind == "ndjson" and first.lines is None and first.offset == 0 and first.first_line == 1
+    got = list(parse_mod._read_lines(first))
+    assert len(got) == load_mod.NDJSON_CHUNK and got[-1] == (load_mod.NDJSON_CHUNK, f'{{"resourceType": "Basic", '
+                                                                                  f'"id": "{load_mod.NDJSON_CHUNK - 1}"}}')
+    second = next(tasks)
+    assert second.offset == first.length and second.first_line == load_mod.NDJSON_CHUNK + 1
 
     pulled = []
 
@@ -185,3 +191,27 @@ def test_reading_is_bounded(tmp_path):
     it = load_mod.ordered_map(Ex(), lambda x: x * 2, items(), prefetch=3)
     assert next(it) == 0 and len(pulled) == 3
     assert list(it)[-1] == 198
+
+
+def test_ndjson_byte_ranges_give_every_line_once(tmp_path, monkeypatch):
+    """Workers read plain NDJSON by byte range: across chunk boundaries every non-blank line arrives once,
+    numbered as in the file, with a byte order mark dropped, "\r\n" ends, blank lines, a line of bytes that
+    are not UTF-8 (kept as surrogates for the worker to quarantine) and a last line without a newline."""
+    from l059_omop.etl.fhir import load as load_mod
+
+    monkeypatch.setattr(load_mod, "NDJSON_CHUNK", 3)
+    raw = (b"\xef\xbb\xbf" + b'{"a": 1}\r\n' + b"\n" + b'{"a": 3}\n' + b'{"a": "\xff"}\n' + b"   \n"
+           + "".join(f'{{"a": {i}}}\n' for i in range(6, 11)).encode() + b'{"a": 11}')
+    path = tmp_path / "x.ndjson"
+    path.write_bytes(raw)
+    tasks = list(load_mod.file_tasks([(path, False)], None))
+    assert len(tasks) == 4 and all(t.lines is None for t in tasks)
+    assert sum(t.length for t in tasks) == len(raw)
+    got = [x for t in tasks for x in parse_mod._read_lines(t)]
+    with path.open(encoding="utf-8-sig", errors="surrogateescape") as fh:
+        expected = [(i, line.rstrip("\n")) for i, line in enumerate(fh, 1) if line.strip()]
+    assert got == expected
+    assert [n for n, _ in got] == [1, 3, 4, 6, 7, 8, 9, 10, 11]
+    res = run_task(tasks[1])  # lines 4 and 6 (not FHIR resources either): each quarantined for its own reason
+    assert [(q.locator, q.reason.split(":")[0]) for q in res.quarantined] == [
+        (f"{path}:4", "invalid UTF-8"), (f"{path}:6", "not a FHIR resource")]

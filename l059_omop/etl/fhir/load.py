@@ -64,12 +64,14 @@ def collect_files(paths: Iterable[str | Path]) -> list[tuple[Path, bool]]:
 
 
 def file_tasks(files: list[tuple[Path, bool]], timezone: str | None, validate: bool = True) -> Iterator[Task]:
+    """Tasks for the pool. A plain NDJSON file is cut into runs of NDJSON_CHUNK lines that the worker reads
+    itself (offset and length: the main process neither decodes nor ships the text); a gzipped one travels
+    as lines (it cannot be read from an offset)."""
     for path, in_folder in files:
-        if _is_ndjson(path):
-            opener = gzip.open if path.name.lower().endswith(".gz") else open
+        if _is_ndjson(path) and path.name.lower().endswith(".gz"):
             chunk: list = []
             # bytes that are not UTF-8 stay as surrogates: the worker quarantines that line, the rest loads
-            with opener(path, "rt", encoding="utf-8-sig", errors="surrogateescape") as fh:
+            with gzip.open(path, "rt", encoding="utf-8-sig", errors="surrogateescape") as fh:
                 for lineno, line in enumerate(fh, 1):
                     if not line.strip():
                         continue
@@ -79,8 +81,28 @@ def file_tasks(files: list[tuple[Path, bool]], timezone: str | None, validate: b
                         chunk = []
             if chunk:
                 yield Task("ndjson", str(path), lines=chunk, timezone=timezone, validate=validate)
+        elif _is_ndjson(path):
+            for offset, length, first in ndjson_ranges(path, NDJSON_CHUNK):
+                yield Task("ndjson", str(path), offset=offset, length=length, first_line=first,
+                           timezone=timezone, validate=validate)
         else:
             yield Task("json", str(path), timezone=timezone, validate=validate, in_folder=in_folder)
+
+
+def ndjson_ranges(path: Path, lines: int) -> Iterator[tuple[int, int, int]]:
+    """(byte offset, byte length, number of its first line) of consecutive runs of ``lines`` lines; a line
+    ends at "\n" (NDJSON's separator, "\r\n" included)."""
+    with open(path, "rb") as fh:
+        start = pos = n = 0
+        first = 1
+        for lineno, raw in enumerate(fh, 1):
+            pos += len(raw)
+            n += 1
+            if n >= lines:
+                yield start, pos - start, first
+                start, first, n = pos, lineno + 1, 0
+        if n:
+            yield start, pos - start, first
 
 
 def grouped(tasks: Iterable[Task], max_bytes: int = JSON_GROUP_BYTES, max_files: int = JSON_GROUP_FILES,
@@ -294,7 +316,7 @@ def load_fhir(engine: Engine, paths: Iterable[str | Path] = (), *, server: str |
             groups = grouped(tasks) if executor is not None else ([t] for t in tasks)
             # the window must outlast a batch's write (and DuckDB's occasional checkpoint) so the workers do
             # not stall: ~3 batches of NDJSON (16 x 1,000 lines with 2 workers), ~10 MB of results
-            for results in ordered_map(executor, run_tasks, groups, prefetch=max(8, workers * 8)):
+            for results in ordered_map(executor, run_tasks, groups, prefetch=int(os.environ.get("PF", max(8, workers * 8)))):
                 for res in results:
                     loader.feed(res)
                 if progress:

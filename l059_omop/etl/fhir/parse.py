@@ -11,6 +11,7 @@ import hashlib
 import json
 import re
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -28,7 +29,10 @@ class Task:
 
     kind: str                      # "ndjson" | "json" | "bundle"
     locator: str                   # file name or server URL
-    lines: list | None = None      # ndjson: [(line number, text)]
+    lines: list | None = None      # ndjson (gzipped): [(line number, text)]
+    offset: int = 0                # ndjson (plain): the worker reads ``length`` bytes from ``offset``,
+    length: int = 0                # whose first line is line ``first_line`` of the file
+    first_line: int = 1
     data: dict | None = None       # bundle
     timezone: str | None = None
     validate: bool = True
@@ -249,11 +253,24 @@ def process_bundle(bundle: dict, locator: str, timezone: str | None, out: Result
         process_resource(res, ctx, None, out, validate, _id_from_full_url(e.get("fullUrl")))
 
 
+def _read_lines(task: Task) -> Iterator[tuple[int, str]]:
+    """The non-blank lines of a plain NDJSON task's byte range, numbered; bytes that are not UTF-8 stay as
+    surrogates (that line is quarantined, the rest loads); a UTF-8 byte order mark opening the file is dropped."""
+    with open(task.locator, "rb") as fh:
+        fh.seek(task.offset)
+        data = fh.read(task.length)
+    if task.offset == 0 and data.startswith(b"\xef\xbb\xbf"):
+        data = data[3:]
+    for i, line in enumerate(data.decode("utf-8", "surrogateescape").split("\n")):
+        if line.strip():
+            yield task.first_line + i, line[:-1] if line.endswith("\r") else line
+
+
 def run_task(task: Task) -> Result:
     """Entry point of a worker process."""
     out = Result()
     if task.kind == "ndjson":
-        for lineno, text in task.lines or []:
+        for lineno, text in (task.lines if task.lines is not None else _read_lines(task)):
             ctx = Context(locator=f"{task.locator}:{lineno}", timezone=task.timezone)
             try:
                 text.encode("utf-8")
