@@ -316,7 +316,7 @@ def load_fhir(engine: Engine, paths: Iterable[str | Path] = (), *, server: str |
             groups = grouped(tasks) if executor is not None else ([t] for t in tasks)
             # the window must outlast a batch's write (and DuckDB's occasional checkpoint) so the workers do
             # not stall: ~3 batches of NDJSON (16 x 1,000 lines with 2 workers), ~10 MB of results
-            for results in ordered_map(executor, run_tasks, groups, prefetch=int(os.environ.get("PF", max(8, workers * 8)))):
+            for results in ordered_map(executor, run_tasks, groups, prefetch=max(8, workers * 8)):
                 for res in results:
                     loader.feed(res)
                 if progress:
