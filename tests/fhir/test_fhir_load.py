@@ -197,3 +197,22 @@ def test_duckdb_first_load_shortcuts_match_lookups(tmp_path, monkeypatch):
     assert r_fast.id_collisions > 0 and r_fast.id_collisions == r_slow.id_collisions
     assert r_fast.rows_deleted["condition_occurrence"] == 1  # the newer version replaced the first
     assert fast == slow
+
+
+@pytest.mark.postgres
+def test_postgresql_sink_plans_per_batch_without_prepared_statements(pg_url):
+    """The sink's PostgreSQL connection runs its per-batch lookups unprepared (a generic plan of the taken-id
+    query took seconds a batch, Sink._custom_plans); the pooled connection gets its setting back."""
+    from l059_omop.db.api import init_db
+    from l059_omop.etl.sink import Sink
+
+    engine = sa.create_engine(pg_url, pool_size=1, max_overflow=0)
+    init_db(engine)
+    sink = Sink(engine, "urn:test")
+    sink.start()
+    raw = sink._con.connection.driver_connection
+    assert raw.prepare_threshold is None
+    sink.finish()
+    with engine.connect() as c:
+        assert c.connection.driver_connection is raw and raw.prepare_threshold == 5
+    engine.dispose()
