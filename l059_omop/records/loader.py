@@ -17,8 +17,9 @@ import logging
 import os
 import queue
 import threading
+from collections import deque
 from collections.abc import Callable, Iterator
-from concurrent.futures import Executor, ProcessPoolExecutor
+from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,7 +34,7 @@ from l059_omop.errors import BadInput
 from l059_omop.etl.model import Quarantined
 from l059_omop.etl.report import RunReport
 from l059_omop.etl.sink import FrameBatch, Sink, TableFrame, hashed_ids, require_initialised, typed_frame
-from l059_omop.parallel import ordered_map, process_pool
+from l059_omop.parallel import process_pool
 from l059_omop.records import reader
 from l059_omop.records.mapper import PATIENT, ChunkResult, Resolved, codes_needed, keyed, map_chunk
 from l059_omop.records.spec import MappingSpec, SourceSpec, SpecError, check_header, load_spec
@@ -150,10 +151,12 @@ def load_records(engine: Engine, mapping: str | Path, paths: list[str | Path], *
     inputs, ignored = reader.plan(spec, [Path(p) for p in paths])
     workers = workers or _auto_workers(inputs)
     with contextlib.ExitStack() as stack:
-        pool = None
-        if workers > 1:  # started first: the workers start while the inputs and concepts are checked
-            pool = mapping_pool(workers)
+        pool, warm, split = None, [], None
+        size = chunk_rows or spec.chunk_rows
+        if workers > 1 or os.environ.get("L059_POOL_OF") :  # started first: the workers start while the inputs and concepts are checked
+            pool, warm = mapping_pool(int(os.environ.get("L059_POOL_OF") or workers))
             stack.callback(pool.shutdown, wait=True, cancel_futures=True)
+            split = _split(pool, inputs, size)
         for inp in inputs:
             head = reader.header(inp)
             if any(reader.BAD_BYTES in h for h in head):
@@ -169,16 +172,14 @@ def load_records(engine: Engine, mapping: str | Path, paths: list[str | Path], *
         spec_digest = hashlib.sha256(Path(spec.path).read_bytes()
                                      + b"".join(ct.path.read_bytes() for ct in spec.code_tables.values())
                                      + (spec.units.path.read_bytes() if spec.units else b"")).hexdigest()
-        size = chunk_rows or spec.chunk_rows
         sink = Sink(engine, source_system=f"records:{spec.site}", cdm_schema=cdm, etl_schema=etl_schema,
                     kind="records", source=f"{spec.path} " + " ".join(str(i.label) for i in inputs),
                     strict=strict, vocabulary=vocab)
         state = (spec, res, spec_digest, sink.source_system)
         with bulk.duckdb_load_settings(engine, threads=_duckdb_threads()) as loaded, sink:
-            split = _split(spec, inputs, size) if pool is not None else None
             jobs = _jobs(spec, inputs, size, res, vocab, progress, split)
             if pool is not None:
-                _load_pooled(sink, jobs, pool, workers, state)
+                _load_pooled(sink, jobs, pool, warm, workers, state)
             else:
                 _load_threaded(sink, jobs, state)
             loaded()  # the sink's finish (observation periods) and the checkpoint run alone: every thread
@@ -204,15 +205,19 @@ def _auto_workers(inputs: list[reader.Input]) -> int:
 
 def _jobs(spec: MappingSpec, inputs: list[reader.Input], size: int, res: Resolved, vocab: Vocabulary,
           progress: Callable[[str, int], None] | None,
-          split: dict[int, list[reader.ByteChunk]] | None = None) -> Iterator[_Job]:
+          split: dict[int, Future] | None = None) -> Iterator[_Job]:
     """The chunks of every input, in order, as mapping jobs: read and looked up here, or (inputs in
     ``split``, by id) as byte ranges for a worker to read."""
     for inp in inputs:
         rtype = record_type(inp.source)
         done = 0
-        if split and id(inp) in split:
-            clean = bool(inp.source.key) and reader.is_clean(inp)
-            for bc in split[id(inp)]:
+        bcs, clean = None, False
+        if split is not None and id(inp) in split:
+            bcs, clean = split[id(inp)].result()
+        elif split is not None and _worker_readable(inp):
+            bcs, clean = _cut(inp, size)
+        if bcs is not None:
+            for bc in bcs:
                 yield _Job(inp.source.name, inp.path, inp.sheet, rtype, None, None, clean, {}, {}, bc)
                 done += bc.rows
                 if progress:
@@ -225,17 +230,29 @@ def _jobs(spec: MappingSpec, inputs: list[reader.Input], size: int, res: Resolve
                 progress(inp.label, done)
 
 
-def _split(spec: MappingSpec, inputs: list[reader.Input], size: int) -> dict[int, list[reader.ByteChunk]]:
-    """Inputs whose chunks the workers read themselves (:func:`reader.byte_chunks`): CSV files whose lines
-    are rows, of sources without vocabulary-coded fields (their codes are looked up here, in the chunk)."""
+BIG_FILE = 8 << 20  # bytes: a file of this size or more is cut into byte chunks by a worker (~30 ms a MB)
+
+
+def _split(pool: Executor, inputs: list[reader.Input], size: int) -> dict[int, Future]:
+    """Big files the workers cut into byte ranges (:func:`_cut`), by the input's id; smaller ones are cut
+    here when their turn comes (:func:`_jobs`)."""
     out = {}
     for inp in inputs:
-        if any(f.vocabulary for o in inp.source.outputs.values() for f in o.fields.values()):
-            continue
-        bcs = reader.byte_chunks(inp, size)
-        if bcs is not None:
-            out[id(inp)] = bcs
+        with contextlib.suppress(OSError):
+            if _worker_readable(inp) and inp.path.stat().st_size >= BIG_FILE:
+                out[id(inp)] = pool.submit(_cut, inp, size)
     return out
+
+
+def _worker_readable(inp: reader.Input) -> bool:
+    """Not a source with vocabulary-coded fields: their codes are looked up here, in the read chunk."""
+    return not any(f.vocabulary for o in inp.source.outputs.values() for f in o.fields.values())
+
+
+def _cut(inp: reader.Input, size: int) -> tuple[list[reader.ByteChunk] | None, bool]:
+    """Worker: a file's byte chunks and whether its rows need no byte check (both one pass over the file)."""
+    bcs = reader.byte_chunks(inp, size)
+    return bcs, bcs is not None and bool(inp.source.key) and reader.is_clean(inp)
 
 
 def _load_threaded(sink: Sink, jobs: Iterator[_Job], state: tuple) -> None:
@@ -250,16 +267,30 @@ def _load_threaded(sink: Sink, jobs: Iterator[_Job], state: tuple) -> None:
     pipe.close()
 
 
-def _load_pooled(sink: Sink, jobs: Iterator[_Job], pool: Executor, workers: int, state: tuple) -> None:
+MAP_WHILE_STARTING = True  # tests: False sends every chunk through the workers
+
+
+def _load_pooled(sink: Sink, jobs: Iterator[_Job], pool: Executor, warm: list[Future], workers: int,
+                 state: tuple) -> None:
     """Chunks mapped by worker processes, results written in input order by the pipe's thread (so the
-    output does not depend on the number of workers) while this thread reads the next chunks. At most
-    ``workers + 2`` chunks are in the pool and two mapped ones wait for the writer (bounded memory); the CSV
-    reading, vocabulary look-ups and the writing stay in this process (the workers hold no connection: a
+    output does not depend on the number of workers). At most ``workers + 2`` chunks are in the pool and
+    two mapped ones wait for the writer (bounded memory). Until the workers have started (~1 s: they
+    import pandas ...) chunks are mapped here, so the writer starts at once. The writing, and the reading
+    of files the workers do not read themselves, stay in this process (the workers hold no connection: a
     DuckDB file is open in one process only)."""
     pipe = _Pipe()
+    fn = functools.partial(_worker_map, state)
+    window: deque[Future] = deque()
     try:
-        for mapped in ordered_map(pool, functools.partial(_worker_map, state), jobs, prefetch=workers + 2):
-            pipe.submit(functools.partial(_apply, sink, mapped))
+        for job in jobs:
+            if MAP_WHILE_STARTING and not window and not all(f.done() for f in warm):
+                pipe.submit(functools.partial(_apply, sink, _map_job(*state, job)))
+                continue
+            window.append(pool.submit(fn, job))
+            if len(window) >= workers + 2:
+                pipe.submit(functools.partial(_apply, sink, window.popleft().result()))
+        while window:
+            pipe.submit(functools.partial(_apply, sink, window.popleft().result()))
     except BaseException:
         pipe.stop()
         raise
@@ -376,13 +407,11 @@ def _worker_map(state: tuple, job: _Job) -> _Mapped:
     return _map_job(*state, job)
 
 
-def mapping_pool(workers: int) -> ProcessPoolExecutor:
-    """The load's worker processes, started at once (each imports the mapping code in parallel with the
-    checks before the first chunk)."""
+def mapping_pool(workers: int) -> tuple[ProcessPoolExecutor, list[Future]]:
+    """The load's worker processes, started at once (each imports the mapping code while the inputs are
+    checked), and the futures that tell when they have."""
     pool = process_pool(workers, _warm)
-    for _ in range(workers):
-        pool.submit(_warm)
-    return pool
+    return pool, [pool.submit(_warm) for _ in range(workers)]
 
 
 class _Pipe:
