@@ -10,9 +10,8 @@ garbage collection and ``multiprocessing.Pool`` then wait for it forever. Here w
 from __future__ import annotations
 
 import multiprocessing
-from collections import deque
-from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Executor, ProcessPoolExecutor
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 
 
@@ -23,19 +22,3 @@ def start_method() -> str:
 def process_pool(workers: int, initializer: Callable[..., Any] | None = None) -> ProcessPoolExecutor:
     return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context(start_method()),
                                initializer=initializer)
-
-
-def ordered_map(executor: Executor | None, fn: Callable, items: Iterable, prefetch: int) -> Iterator:
-    """fn over items, results in input order, at most ``prefetch`` submitted and not yet yielded (bounded
-    memory); without an executor, in this thread one by one."""
-    if executor is None:
-        for it in items:
-            yield fn(it)
-        return
-    window: deque = deque()
-    for it in items:
-        window.append(executor.submit(fn, it))
-        if len(window) >= prefetch:
-            yield window.popleft().result()
-    while window:
-        yield window.popleft().result()

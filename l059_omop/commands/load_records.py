@@ -35,11 +35,12 @@ def _mapping(value: str) -> Path:
 @click.option("--chunk-rows", type=click.IntRange(min=1), default=None,
               help="Rows per transaction (default: the spec's, else 50,000).")
 @click.option("--strict", is_flag=True, help="Any quarantined row is fatal: nothing is written (exit 2).")
-@click.option("--workers", type=click.IntRange(1, 64), help="Processes for mapping chunks (1: in the loading "
-              "process, beside its writer thread) [default: the number of cores, at most 8].")
+@click.option("--workers", type=click.IntRange(1, 64), default=1, show_default=True,
+              help="Processes that map chunks; 1: the loading process maps them on a thread beside its writer "
+              "(on 2 cores the fastest: see docs/records.md). The output is the same whatever the number.")
 @pass_settings
 def command(settings: Settings, mapping: str, paths: tuple[Path, ...], etl_schema: str, chunk_rows: int | None,
-            strict: bool, workers: int | None) -> None:
+            strict: bool, workers: int) -> None:
     """Load hospital extracts (CSV in the spec's encoding, .xlsx) into OMOP through a declarative mapping.
 
     PATH may be files or folders (files in a folder that match no source of the spec are ignored and

@@ -149,12 +149,12 @@ def load_records(engine: Engine, mapping: str | Path, paths: list[str | Path], *
     validate_identifier(etl_schema)
     spec = load_spec(mapping)
     inputs, ignored = reader.plan(spec, [Path(p) for p in paths])
-    workers = workers or _auto_workers(inputs)
+    workers = workers or default_workers()
     with contextlib.ExitStack() as stack:
         pool, warm, split = None, [], None
         size = chunk_rows or spec.chunk_rows
-        if workers > 1 or os.environ.get("L059_POOL_OF") :  # started first: the workers start while the inputs and concepts are checked
-            pool, warm = mapping_pool(int(os.environ.get("L059_POOL_OF") or workers))
+        if workers > 1:  # started first: the workers start while the inputs and concepts are checked
+            pool, warm = mapping_pool(workers)
             stack.callback(pool.shutdown, wait=True, cancel_futures=True)
             split = _split(pool, inputs, size)
         for inp in inputs:
@@ -187,20 +187,10 @@ def load_records(engine: Engine, mapping: str | Path, paths: list[str | Path], *
 
 
 def default_workers() -> int:
-    """Mapping processes by default: one per core, at most 8 (as load-fhir); the loading process writes."""
-    return max(1, min(os.cpu_count() or 1, 8))
-
-
-SMALL_INPUT_BYTES = 16 << 20  # below this (~150,000 rows of synth extracts), workers cost more than they save
-
-
-def _auto_workers(inputs: list[reader.Input]) -> int:
-    """:func:`default_workers`, or 1 (in this process) for small inputs: starting workers takes ~1 s."""
-    size = 0
-    for inp in {i.path for i in inputs}:
-        with contextlib.suppress(OSError):
-            size += inp.stat().st_size
-    return default_workers() if size >= SMALL_INPUT_BYTES else 1
+    """Mapping in this process (on a thread beside the writer) unless asked: the writer is the longer of the
+    two, and on 2 cores worker processes cost ~4 CPU-s and ~400 MB (summed) more per million rows without making the
+    load faster (slower beside other work: docs/records.md, Performance)."""
+    return 1
 
 
 def _jobs(spec: MappingSpec, inputs: list[reader.Input], size: int, res: Resolved, vocab: Vocabulary,

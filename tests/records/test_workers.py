@@ -164,3 +164,14 @@ def test_byte_chunks_refused_where_a_line_may_not_be_a_row(extracts, tmp_path, v
     path = tmp_path / "staging.csv"
     path.write_bytes(data)
     assert reader.byte_chunks(_input(path), 7) is None
+
+
+def test_workers_on_both_databases(extracts, rec_engine, monkeypatch):
+    """DuckDB and PostgreSQL through the workers (no connection there); a reload in one process writes nothing."""
+    monkeypatch.setattr(loader, "MAP_WHILE_STARTING", False)
+    first = load_records(rec_engine, TEMPLATE, [extracts], chunk_rows=150, workers=2).report
+    assert first.quarantined == 2 and sum(first.rows_inserted.values()) > 2000
+    again = load_records(rec_engine, TEMPLATE, [extracts], chunk_rows=150, workers=1).report
+    assert sum(again.rows_inserted.values()) == 0
+    assert _counts(again) == {**_counts(first), **{rt: (c.read, c.mapped, c.mapped, dict(c.quarantined), dict(c.skipped))
+                                                   for rt, c in sorted(first.types.items())}}
