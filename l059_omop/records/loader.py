@@ -187,9 +187,9 @@ def load_records(engine: Engine, mapping: str | Path, paths: list[str | Path], *
 
 
 def default_workers() -> int:
-    """Mapping in this process (on a thread beside the writer) unless asked: the writer is the longer of the
-    two, and on 2 cores worker processes cost ~4 CPU-s and ~400 MB (summed) more per million rows without making the
-    load faster (slower beside other work: docs/records.md, Performance)."""
+    """Mapping in this process (on a thread beside the writer) unless asked. The writer is the critical
+    path; on 2 cores worker processes cost +2.6 CPU-s (+20 %) and ~400 MB (summed) per million rows, were
+    ~10 % faster on the idle machine and 25 % slower beside other work (docs/records.md, Performance)."""
     return 1
 
 
@@ -317,7 +317,7 @@ class _Job:
     rtype: str
     chunk: pd.DataFrame | None  # None: the worker reads ``byte_chunk`` of the file
     rownums: pd.Series | None
-    clean: bool  # reader.is_clean of the file (read once, by the loading process)
+    clean: bool  # the rows need no byte check (reader.is_clean of the file, read once per file)
     concepts: dict[tuple[str, str], tuple[int, int]]
     domains: dict[int, str]
     byte_chunk: reader.ByteChunk | None = None
