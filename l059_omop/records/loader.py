@@ -10,12 +10,16 @@ report (read = mapped + quarantined + skipped).
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import hashlib
 import logging
 import os
 import queue
 import threading
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,6 +34,7 @@ from l059_omop.errors import BadInput
 from l059_omop.etl.model import Quarantined
 from l059_omop.etl.report import RunReport
 from l059_omop.etl.sink import FrameBatch, Sink, TableFrame, hashed_ids, require_initialised, typed_frame
+from l059_omop.parallel import process_pool
 from l059_omop.records import reader
 from l059_omop.records.mapper import PATIENT, ChunkResult, Resolved, codes_needed, keyed, map_chunk
 from l059_omop.records.spec import MappingSpec, SourceSpec, SpecError, check_header, load_spec
@@ -132,69 +137,220 @@ def _row_text(chunk: pd.DataFrame) -> list[str]:
 
 def load_records(engine: Engine, mapping: str | Path, paths: list[str | Path], *, cdm_schema: str = "cdm",
                  etl_schema: str = "etl", chunk_rows: int | None = None, strict: bool = False,
-                 progress: Callable[[str, int], None] | None = None) -> RecordsResult:
+                 progress: Callable[[str, int], None] | None = None, workers: int | None = None) -> RecordsResult:
     """Load hospital extracts (CSV in the spec's encoding, .xlsx) into the CDM through ``mapping``.
 
     Fails with :class:`~l059_omop.errors.BadInput` before writing anything when the spec, a file's columns
-    or a code table's concepts are wrong; bad rows are quarantined and the rest loads.
+    or a code table's concepts are wrong; bad rows are quarantined and the rest loads. ``workers``: processes
+    that map chunks (default :func:`default_workers`); 1 maps in this process, on a thread beside the
+    writer. The output is the same whatever the number (chunks are written in input order).
     """
     cdm = validate_identifier(cdm_schema)
     validate_identifier(etl_schema)
     spec = load_spec(mapping)
     inputs, ignored = reader.plan(spec, [Path(p) for p in paths])
-    for inp in inputs:
-        head = reader.header(inp)
-        if any(reader.BAD_BYTES in h for h in head):
-            raise SpecError(spec.path, inp.source.line, f"sources.{inp.source.name}.encoding",
-                            f"the header of {inp.label} is not valid {inp.source.encoding}: declare the file's "
-                            "encoding (e.g. encoding: gb18030)")
-        check_header(spec, inp.source, head, inp.label)
-    require_initialised(engine, cdm, etl_schema)
-    domains = _check_concepts(engine, cdm, spec)
-    vocab = Vocabulary(engine, cdm)
-    res = _resolved_static(engine, cdm, spec, vocab)
-    res.domains.update({c: d for c, d in domains.items() if c and d})
-    spec_digest = hashlib.sha256(Path(spec.path).read_bytes()
-                                 + b"".join(ct.path.read_bytes() for ct in spec.code_tables.values())
-                                 + (spec.units.path.read_bytes() if spec.units else b"")).hexdigest()
-    size = chunk_rows or spec.chunk_rows
-    sink = Sink(engine, source_system=f"records:{spec.site}", cdm_schema=cdm, etl_schema=etl_schema,
-                kind="records", source=f"{spec.path} " + " ".join(str(i.label) for i in inputs), strict=strict,
-                vocabulary=vocab)
-    with bulk.duckdb_load_settings(engine, threads=_duckdb_threads()) as loaded, sink:
-        pipe = _Pipe()
-        try:
-            for inp in inputs:
-                rtype = record_type(inp.source)
-                done = 0
-                for chunk, rownums in reader.chunks(inp, size):
-                    pipe.submit(_mapped(spec, inp, rtype, chunk, rownums, res, vocab, spec_digest, sink))
-                    done += len(chunk)
-                    if progress:
-                        progress(inp.label, done)
-        except BaseException:
-            pipe.stop()
-            raise
-        pipe.close()
-        loaded()  # the sink's finish (observation periods) and the checkpoint run alone: every thread
+    workers = workers or default_workers()
+    with contextlib.ExitStack() as stack:
+        pool, warm, split = None, [], None
+        size = chunk_rows or spec.chunk_rows
+        if workers > 1:  # started first: the workers start while the inputs and concepts are checked
+            pool, warm = mapping_pool(workers)
+            stack.callback(pool.shutdown, wait=True, cancel_futures=True)
+            split = _split(pool, inputs, size)
+        for inp in inputs:
+            head = reader.header(inp)
+            if any(reader.BAD_BYTES in h for h in head):
+                raise SpecError(spec.path, inp.source.line, f"sources.{inp.source.name}.encoding",
+                                f"the header of {inp.label} is not valid {inp.source.encoding}: declare the file's "
+                                "encoding (e.g. encoding: gb18030)")
+            check_header(spec, inp.source, head, inp.label)
+        require_initialised(engine, cdm, etl_schema)
+        domains = _check_concepts(engine, cdm, spec)
+        vocab = Vocabulary(engine, cdm)
+        res = _resolved_static(engine, cdm, spec, vocab)
+        res.domains.update({c: d for c, d in domains.items() if c and d})
+        spec_digest = hashlib.sha256(Path(spec.path).read_bytes()
+                                     + b"".join(ct.path.read_bytes() for ct in spec.code_tables.values())
+                                     + (spec.units.path.read_bytes() if spec.units else b"")).hexdigest()
+        sink = Sink(engine, source_system=f"records:{spec.site}", cdm_schema=cdm, etl_schema=etl_schema,
+                    kind="records", source=f"{spec.path} " + " ".join(str(i.label) for i in inputs),
+                    strict=strict, vocabulary=vocab)
+        state = (spec, res, spec_digest, sink.source_system)
+        with bulk.duckdb_load_settings(engine, threads=_duckdb_threads()) as loaded, sink:
+            jobs = _jobs(spec, inputs, size, res, vocab, progress, split)
+            if pool is not None:
+                _load_pooled(sink, jobs, pool, warm, workers, state)
+            else:
+                _load_threaded(sink, jobs, state)
+            loaded()  # the sink's finish (observation periods) and the checkpoint run alone: every thread
     return RecordsResult(sink.report, [i.label for i in inputs], [str(p) for p in ignored])
 
 
+def default_workers() -> int:
+    """Mapping in this process (on a thread beside the writer) unless asked. The writer is the critical
+    path; on 2 cores worker processes cost +2.6 CPU-s (+20 %) and ~400 MB (summed) per million rows, were
+    ~10 % faster on the idle machine and 25 % slower beside other work (docs/records.md, Performance)."""
+    return 1
+
+
+def _jobs(spec: MappingSpec, inputs: list[reader.Input], size: int, res: Resolved, vocab: Vocabulary,
+          progress: Callable[[str, int], None] | None,
+          split: dict[int, Future] | None = None) -> Iterator[_Job]:
+    """The chunks of every input, in order, as mapping jobs: read and looked up here, or (inputs in
+    ``split``, by id) as byte ranges for a worker to read."""
+    for inp in inputs:
+        rtype = record_type(inp.source)
+        done = 0
+        bcs, clean = None, False
+        if split is not None and id(inp) in split:
+            bcs, clean = split[id(inp)].result()
+        elif split is not None and _worker_readable(inp):
+            bcs, clean = _cut(inp, size)
+        if bcs is not None:
+            for bc in bcs:
+                yield _Job(inp.source.name, inp.path, inp.sheet, rtype, None, None, clean, {}, {}, bc)
+                done += bc.rows
+                if progress:
+                    progress(inp.label, done)
+            continue
+        for chunk, rownums in reader.chunks(inp, size):
+            yield _job(spec, inp, rtype, chunk, rownums, res, vocab)
+            done += len(chunk)
+            if progress:
+                progress(inp.label, done)
+
+
+BIG_FILE = 8 << 20  # bytes: a file of this size or more is cut into byte chunks by a worker (~30 ms a MB)
+
+
+def _split(pool: Executor, inputs: list[reader.Input], size: int) -> dict[int, Future]:
+    """Big files the workers cut into byte ranges (:func:`_cut`), by the input's id; smaller ones are cut
+    here when their turn comes (:func:`_jobs`)."""
+    out = {}
+    for inp in inputs:
+        with contextlib.suppress(OSError):
+            if _worker_readable(inp) and inp.path.stat().st_size >= BIG_FILE:
+                out[id(inp)] = pool.submit(_cut, inp, size)
+    return out
+
+
+def _worker_readable(inp: reader.Input) -> bool:
+    """Not a source with vocabulary-coded fields: their codes are looked up here, in the read chunk."""
+    return not any(f.vocabulary for o in inp.source.outputs.values() for f in o.fields.values())
+
+
+def _cut(inp: reader.Input, size: int) -> tuple[list[reader.ByteChunk] | None, bool]:
+    """Worker: a file's byte chunks and whether its rows need no byte check (both one pass over the file)."""
+    bcs = reader.byte_chunks(inp, size)
+    return bcs, bcs is not None and bool(inp.source.key) and reader.is_clean(inp)
+
+
+def _load_threaded(sink: Sink, jobs: Iterator[_Job], state: tuple) -> None:
+    """One process: chunks mapped on this thread, written by the pipe's thread while the next is mapped."""
+    pipe = _Pipe()
+    try:
+        for job in jobs:
+            pipe.submit(functools.partial(_apply, sink, _map_job(*state, job)))
+    except BaseException:
+        pipe.stop()
+        raise
+    pipe.close()
+
+
+MAP_WHILE_STARTING = True  # tests: False sends every chunk through the workers
+
+
+def _load_pooled(sink: Sink, jobs: Iterator[_Job], pool: Executor, warm: list[Future], workers: int,
+                 state: tuple) -> None:
+    """Chunks mapped by worker processes, results written in input order by the pipe's thread (so the
+    output does not depend on the number of workers). At most ``workers + 2`` chunks are in the pool and
+    two mapped ones wait for the writer (bounded memory). Until the workers have started (~1 s: they
+    import pandas ...) chunks are mapped here, so the writer starts at once. The writing, and the reading
+    of files the workers do not read themselves, stay in this process (the workers hold no connection: a
+    DuckDB file is open in one process only)."""
+    pipe = _Pipe()
+    fn = functools.partial(_worker_map, state)
+    window: deque[Future] = deque()
+    try:
+        for job in jobs:
+            if MAP_WHILE_STARTING and not window and not all(f.done() for f in warm):
+                pipe.submit(functools.partial(_apply, sink, _map_job(*state, job)))
+                continue
+            window.append(pool.submit(fn, job))
+            if len(window) >= workers + 2:
+                pipe.submit(functools.partial(_apply, sink, window.popleft().result()))
+        while window:
+            pipe.submit(functools.partial(_apply, sink, window.popleft().result()))
+    except BaseException:
+        pipe.stop()
+        raise
+    pipe.close()
+
+
 def _duckdb_threads() -> int:
-    """DuckDB's threads during a load: one core is the mapping thread's (2 cores: 1 thread, which also
-    saved ~3 CPU-s per million rows of parallel-insert overhead against DuckDB's default of one per core)."""
+    """DuckDB's threads during a load: one core is the mapping's (2 cores: 1 thread, which also saved ~3
+    CPU-s per million rows of parallel-insert overhead against DuckDB's default of one per core)."""
     return max(1, (os.cpu_count() or 2) - 1)
 
 
-def _mapped(spec: MappingSpec, inp: reader.Input, rtype: str, chunk: pd.DataFrame, rownums: pd.Series,
-            res: Resolved, vocab: Vocabulary, spec_digest: str, sink: Sink) -> Callable[[], None]:
-    """Map one chunk (here, on the caller's thread); return the sink's part of the work, to run in order."""
+@dataclass
+class _Mapped:
+    """A mapped chunk, ready for the sink: what :func:`_apply` writes (picklable: made in a worker process
+    when the load has several)."""
+
+    rtype: str
+    n_read: int
+    quarantine: list[Quarantined]
+    result: ChunkResult  # its skip counts, unmapped codes and moved rows (its outputs are already in batch)
+    batch: FrameBatch
+
+
+@dataclass
+class _Job:
+    """One chunk to map, with what it needs from the database (looked up by the loading process, in input
+    order): the vocabulary concepts and domains of the chunk's codes. Everything else the mapping reads is
+    the spec and :func:`_resolved_static`'s facts, fixed for the run."""
+
+    source: str  # the source's name in the spec
+    path: Path
+    sheet: str | None
+    rtype: str
+    chunk: pd.DataFrame | None  # None: the worker reads ``byte_chunk`` of the file
+    rownums: pd.Series | None
+    clean: bool  # the rows need no byte check (reader.is_clean of the file, read once per file)
+    concepts: dict[tuple[str, str], tuple[int, int]]
+    domains: dict[int, str]
+    byte_chunk: reader.ByteChunk | None = None
+
+
+def _job(spec: MappingSpec, inp: reader.Input, rtype: str, chunk: pd.DataFrame, rownums: pd.Series, res: Resolved,
+         vocab: Vocabulary) -> _Job:
+    """Look up the chunk's vocabulary codes (cached across chunks in ``vocab``); the job carries only them."""
+    pairs, _units = codes_needed(inp.source, chunk)
+    concepts: dict[tuple[str, str], tuple[int, int]] = {}
+    domains: dict[int, str] = {}
+    if pairs:
+        for key, m in vocab.resolve_many(pairs).items():
+            concepts[key] = (m.source_concept_id, m.standard_concept_id)
+            if m.standard_concept_id and m.domain_id:
+                domains[m.standard_concept_id] = m.domain_id
+    clean = bool(inp.source.key) and reader.is_clean(inp)
+    return _Job(inp.source.name, inp.path, inp.sheet, rtype, chunk, rownums, clean, concepts, domains)
+
+
+def _map_job(spec: MappingSpec, res: Resolved, spec_digest: str, source_system: str, job: _Job) -> _Mapped:
+    """Map one chunk (pure: no connection). ``res`` holds the run's fixed facts; the job's concepts and
+    domains are added to it (a concept's domain is a fact of the vocabulary, so what earlier chunks added
+    changes nothing)."""
+    inp = reader.Input(job.path, spec.sources[job.source], job.sheet)
+    rtype = job.rtype
+    chunk, rownums = (job.chunk, job.rownums) if job.byte_chunk is None else reader.read_byte_chunk(inp, job.byte_chunk)
     n_read = len(chunk)
     chunk = chunk.reset_index(drop=True)
     rownums = rownums.reset_index(drop=True)
     # undecodable bytes (U+FFFD) and NUL characters (no database stores them in text) -> quarantined; a
     # file that decodes cleanly and has no NUL byte (reader.is_clean, checked once) needs no look at its rows
-    texts = None if inp.source.key and reader.is_clean(inp) else _row_text(chunk)
+    texts = None if job.clean else _row_text(chunk)
     badenc = np.zeros(len(chunk), dtype=bool) if texts is None else np.fromiter(
         (reader.BAD_BYTES in t or "\x00" in t for t in texts), dtype=bool, count=len(texts))
     quarantine: list[Quarantined] = []
@@ -208,32 +364,44 @@ def _mapped(spec: MappingSpec, inp: reader.Input, rtype: str, chunk: pd.DataFram
         chunk = chunk[keep].reset_index(drop=True)
         rownums = rownums[keep].reset_index(drop=True)
         texts = [t for t, k in zip(texts, keep, strict=True) if k]
-    pairs, _units = codes_needed(inp.source, chunk)
     if len(res.concepts) > 200_000:  # bounded memory with a full vocabulary and many distinct codes
         res.concepts.clear()
-    if pairs:
-        for key, m in vocab.resolve_many(pairs).items():
-            res.concepts[key] = (m.source_concept_id, m.standard_concept_id)
-            if m.standard_concept_id and m.domain_id:
-                res.domains[m.standard_concept_id] = m.domain_id
+    res.concepts.update(job.concepts)
+    res.domains.update(job.domains)
     result = map_chunk(spec, inp.source, chunk, rownums, inp.label, res)
     quarantine += [Quarantined(rtype, None, q.locator, q.reason, q.payload) for q in result.quarantine]
-    batch = _frame_batch(inp, rtype, chunk, rownums, texts, result, res.pseudonym_key, spec_digest,
-                         sink.source_system)
+    batch = _frame_batch(inp, rtype, chunk, rownums, texts, result, res.pseudonym_key, spec_digest, source_system)
+    result.outputs = []  # in the batch now (not sent back twice)
+    return _Mapped(rtype, n_read, quarantine, result, batch)
 
-    def write() -> None:
-        sink.count_read(rtype, n_read)
-        for q in quarantine:
-            sink.quarantine(q)
-        for rule, n in result.skipped.items():
-            sink.skip(rtype, rule, n)
-        for k, n in result.unmapped.items():
-            sink.report.unmapped[k] += n
-        for (src, dst), n in result.routed.items():
-            sink.note(f"rows moved by their concept's domain: {src} -> {dst}", n)
-        sink.write_frames(batch)
 
-    return write
+def _apply(sink: Sink, m: _Mapped) -> None:
+    """The sink's part of a chunk: counts, quarantine, then the batch's one transaction."""
+    sink.count_read(m.rtype, m.n_read)
+    for q in m.quarantine:
+        sink.quarantine(q)
+    for rule, n in m.result.skipped.items():
+        sink.skip(m.rtype, rule, n)
+    for k, n in m.result.unmapped.items():
+        sink.report.unmapped[k] += n
+    for (src, dst), n in m.result.routed.items():
+        sink.note(f"rows moved by their concept's domain: {src} -> {dst}", n)
+    sink.write_frames(m.batch)
+
+
+def _warm() -> None:
+    """Worker start: import the mapping code (pandas ...) while the loading process checks the inputs."""
+
+
+def _worker_map(state: tuple, job: _Job) -> _Mapped:
+    return _map_job(*state, job)
+
+
+def mapping_pool(workers: int) -> tuple[ProcessPoolExecutor, list[Future]]:
+    """The load's worker processes, started at once (each imports the mapping code while the inputs are
+    checked), and the futures that tell when they have."""
+    pool = process_pool(workers, _warm)
+    return pool, [pool.submit(_warm) for _ in range(workers)]
 
 
 class _Pipe:
