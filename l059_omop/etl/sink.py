@@ -127,6 +127,10 @@ class Sink:
         self._run_ids: defaultdict[str, _HashSet] = defaultdict(_HashSet)
         self._staged: list[tuple[str, np.ndarray]] = []  # ids / keys of the open batch, kept once it commits
         self._staged_keys: list[tuple[str, list[str]]] = []
+        # whether the first-load sets above are exact: DuckDB always; PostgreSQL while no other run writes (_alone)
+        self._alone_now = self.dialect == "duckdb"
+        self._shared = False
+        self._others_at_start = 0
 
     # ----------------------------------------------------------------- lifecycle
     def __enter__(self) -> Sink:
@@ -148,6 +152,12 @@ class Sink:
                 vocabulary_version=self._vocab_version(con), source=self.report.source[:10000]))
         self._con = self.engine.connect()
         self._custom_plans(True)
+        if self.dialect != "duckdb":
+            running, others = self._con.execute(sa.text(
+                f"select count(*) filter (where status = 'running'), count(*) from {self.etl}.load_run "
+                "where run_id <> :me"), {"me": self.run_id}).one()
+            self._shared, self._others_at_start = bool(running), int(others)
+            self._con.commit()
         if self.strict:
             self._outer = self._con.begin()
             self._serialize(self._con)
@@ -253,6 +263,7 @@ class Sink:
             return []
         self._staged, self._staged_keys = [], []
         with self._tx():
+            self._alone_now = self._alone()
             deferred = self._write(units, final)
         self._keep_staged()
         return deferred
@@ -267,13 +278,32 @@ class Sink:
                 self._seen[rt].add(_key_hashes(sids))
         self._staged, self._staged_keys = [], []
 
+    def _alone(self) -> bool:
+        """Does the database hold only what it held when this run started plus this run's own writes (so
+        the in-memory first-load sets are exact)? DuckDB: yes, the file is this process's alone while it
+        writes. PostgreSQL: checked at each batch, under the advisory lock that lets one writing batch at a
+        time through (_serialize): no other run was running when this one started and no run has been
+        started since (a count of etl.load_run rows, not clocks); once another run is seen, never again for
+        this run. A run killed without its end keeps status 'running' and so turns the shortcuts off."""
+        if self.dialect == "duckdb":
+            return True
+        if not self._shared:
+            n = self._con.execute(sa.text(f"select count(*) from {self.etl}.load_run where run_id <> :me"),
+                                  {"me": self.run_id}).scalar_one()
+            if n != self._others_at_start:
+                self._shared = True
+        if self._shared:
+            self._map_fresh.clear()
+            self._run_ids.clear()
+        return not self._shared
+
     def _keys_to_look_up(self, units: list[SourceUnit]) -> set[tuple[str, str]]:
-        """Keys whose stored version must be fetched. DuckDB (the file is this process's alone while it
-        writes): a record type nothing was stored of when the run started needs no lookup for keys this run has
-        not written either (a 64-bit hash of each key written is kept; a hit, even a false one, looks the batch's
-        keys of that type up). PostgreSQL always looks up: another loader may commit between our batches."""
+        """Keys whose stored version must be fetched. While the run is alone (_alone): a record type
+        nothing was stored of when the run started needs no lookup for keys this run has not written either (a
+        64-bit hash of each key written is kept; a hit, even a false one, looks the batch's keys of that type
+        up). Otherwise every key is looked up: another loader may have committed between our batches."""
         keys = {(u.resource_type, u.source_id) for u in units}
-        if self.dialect != "duckdb" or not keys:
+        if not self._alone_now or not keys:
             return keys
         by_type: defaultdict[str, list[str]] = defaultdict(list)
         for rt, sid in keys:
@@ -710,6 +740,7 @@ class Sink:
         self._staged, self._staged_keys = [], []
         try:
             with self._tx() as con:
+                self._alone_now = self._alone()
                 if fresh is None:
                     fresh = self._outer is None and self._is_fresh(rt)
                     self._fresh[rt] = fresh
@@ -722,6 +753,7 @@ class Sink:
             self._seen.pop(rt, None)
             self._staged = []
             with self._tx() as con:
+                self._alone_now = self._alone()
                 out = self._write_frames(con, batch, False)
         self._keep_staged()
         if self._fresh.get(rt):
@@ -744,7 +776,7 @@ class Sink:
 
     def _stage_ids(self, map_rows: pd.DataFrame) -> None:
         """Ids just written to etl.source_id_map, per table, kept in memory once the batch commits."""
-        if self.dialect != "duckdb":
+        if not self._alone_now:
             return
         for table, ids in map_rows.groupby("omop_table", sort=False)["omop_id"]:
             if table != "death" and self._map_fresh.get(table):
@@ -831,9 +863,10 @@ class Sink:
     def _taken_mask(self, table: str, ids: np.ndarray) -> np.ndarray:
         """Per id: is it taken in etl.source_id_map for ``table``?
 
-        DuckDB: while the map held no row of ``table`` when the run started (and the run replaced none), the
-        ids taken are exactly those this run wrote, kept in memory: no scan of the growing map per batch."""
-        if self.dialect == "duckdb":
+        While the run is alone (_alone) and the map held no row of ``table`` when the run started (and the
+        run replaced none), the ids taken are exactly those this run wrote, kept in memory: no lookup in the
+        growing map per batch."""
+        if self._alone_now:
             fresh = self._map_fresh.get(table)
             if fresh is None:
                 fresh = self._map_fresh[table] = self._map_is_fresh(table)

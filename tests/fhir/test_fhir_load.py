@@ -164,10 +164,14 @@ def test_run_report_stored(cdm_engine, tmp_path):
     assert copy.deepcopy(stored) == stored
 
 
-def test_duckdb_first_load_shortcuts_match_lookups(tmp_path, monkeypatch):
-    """On DuckDB a first load skips the stored-version lookup and the taken-id scan (sink._keys_to_look_up,
-    _taken_mask); with ids forced to collide across batches and a resource repeated in a later batch as a
-    newer version, the database must be exactly what the lookups give (the shortcuts switched off)."""
+@pytest.mark.parametrize("dialect", ["duckdb", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def test_first_load_shortcuts_match_lookups(tmp_path, monkeypatch, dialect):
+    """A run alone on its database skips the stored-version lookup and the taken-id lookup for what nothing
+    was stored of (Sink._alone, _keys_to_look_up, _taken_mask); with ids forced to collide across batches and a
+    resource repeated in a later batch as a newer version, the database must be exactly what the lookups give
+    (the shortcuts switched off)."""
+    import contextlib
+
     import l059_omop.etl.sink as sink_mod
     from l059_omop.db.api import init_db
 
@@ -180,23 +184,67 @@ def test_duckdb_first_load_shortcuts_match_lookups(tmp_path, monkeypatch):
     f = write_ndjson(tmp_path / "in" / "all.ndjson", [*rs, newer])
 
     def load(name: str) -> tuple[dict, object]:
-        engine = sa.create_engine(f"duckdb:///{tmp_path / name}")
-        init_db(engine)
-        report = load_fhir(engine, [f], workers=1, batch_size=7)
-        snap = snapshot(engine)
-        engine.dispose()
+        with contextlib.ExitStack() as stack:
+            if dialect == "duckdb":
+                url = f"duckdb:///{tmp_path / name}"
+            else:
+                from tests.pg import throwaway_database
+
+                url = stack.enter_context(throwaway_database())
+            engine = sa.create_engine(url)
+            init_db(engine)
+            report = load_fhir(engine, [f], workers=1, batch_size=7)
+            snap = snapshot(engine)
+            engine.dispose()
         # run ids differ between the two databases: drop them from the etl rows
         for t in ("source_id_map", "source_resource"):
             snap[t] = sorted(tuple(x for x in row if "T" not in x or "-" not in x) for row in snap[t])
         return snap, report
 
+    calls = {"lookups": 0}
+    look_up = sink_mod.Sink._fetch_resources
+
+    def counted(self, keys):
+        calls["lookups"] += len(keys)
+        return look_up(self, keys)
+
+    monkeypatch.setattr(sink_mod.Sink, "_fetch_resources", counted)
     fast, r_fast = load("fast.duckdb")
-    monkeypatch.setattr(sink_mod.Sink, "_is_fresh", lambda self, rt: False)
-    monkeypatch.setattr(sink_mod.Sink, "_map_is_fresh", lambda self, table: False)
+    fast_lookups, calls["lookups"] = calls["lookups"], 0
+    monkeypatch.setattr(sink_mod.Sink, "_alone", lambda self: False)
     slow, r_slow = load("slow.duckdb")
+    # alone: only the batch holding the repeated key looks its type's keys up; else every key is looked up
+    assert 1 <= fast_lookups <= 7 and calls["lookups"] == len(rs) + 1
     assert r_fast.id_collisions > 0 and r_fast.id_collisions == r_slow.id_collisions
     assert r_fast.rows_deleted["condition_occurrence"] == 1  # the newer version replaced the first
     assert fast == slow
+
+
+@pytest.mark.postgres
+def test_postgresql_run_is_not_alone_beside_another(pg_url):
+    """PostgreSQL: a run started while another is running, or seeing one start, checks the database again."""
+    from l059_omop.db.api import init_db
+    from l059_omop.etl.sink import Sink
+
+    engine = sa.create_engine(pg_url)
+    init_db(engine)
+    def alone(sink: Sink) -> bool:
+        with sink._tx():  # as in a batch: under the sink's advisory lock
+            return sink._alone()
+
+    first, second = Sink(engine, "urn:a"), Sink(engine, "urn:b")
+    first.start()
+    assert alone(first)
+    second.start()
+    assert not alone(second)  # the first was running when it started
+    assert not alone(first)   # a run was started since the first began
+    first.finish()
+    second.finish()
+    third = Sink(engine, "urn:c")
+    third.start()
+    assert alone(third)  # the others had finished before it started
+    third.finish()
+    engine.dispose()
 
 
 @pytest.mark.postgres
