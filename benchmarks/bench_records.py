@@ -50,7 +50,7 @@ def _repeats() -> int:
         return 1
 
 
-def _case(backend: str, url_factory, folder: Path, rows: int) -> dict:
+def _case(backend: str, url_factory, folder: Path, rows: int, with_target: bool = True) -> dict:
     """``repeat`` loads into fresh databases; medians of wall and CPU time, the largest peak RSS."""
     walls, cpus, peaks, loads = [], [], [], []
     code, err = 0, ""
@@ -75,7 +75,7 @@ def _case(backend: str, url_factory, folder: Path, rows: int) -> dict:
            "note": f"{len(walls)} run(s), wall {', '.join(f'{w:.1f}' for w in walls)} s; CPU (user+sys of the "
                    f"loader) {', '.join(f'{c:.1f}' for c in cpus)} s = {_util.rows_per_s(rows, cpu):,.0f} rows per "
                    f"CPU-s; load average {min(loads):.1f}-{max(loads):.1f}; exit {code}"}
-    if backend in TARGET_ROWS_PER_S:
+    if backend in TARGET_ROWS_PER_S and with_target:  # the issue's target is at the full size
         row["target"] = f">= {TARGET_ROWS_PER_S[backend]:,} rows/s"
         row["ok"] = code == 0 and rate >= TARGET_ROWS_PER_S[backend]
     if code != 0:
@@ -101,7 +101,7 @@ def run(quick: bool) -> list[dict]:
                     for f in tmp.glob(f"bench{n}.duckdb*"):
                         f.unlink(missing_ok=True)
 
-            out.append(_case("duckdb", duck, folder, rows))
+            out.append(_case("duckdb", duck, folder, rows, with_target=n == sizes[-1]))
             reason = _util.pg_available()
             if reason:
                 out.append({"area": "records", "case": "load-records postgresql", "rows": rows, "skipped": reason})
