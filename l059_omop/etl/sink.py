@@ -153,11 +153,7 @@ class Sink:
         self._con = self.engine.connect()
         self._custom_plans(True)
         if self.dialect != "duckdb":
-            running, others = self._con.execute(sa.text(
-                f"select count(*) filter (where status = 'running'), count(*) from {self.etl}.load_run "
-                "where run_id <> :me"), {"me": self.run_id}).one()
-            self._shared, self._others_at_start = bool(running), int(others)
-            self._con.commit()
+            self._register_live()
         if self.strict:
             self._outer = self._con.begin()
             self._serialize(self._con)
@@ -278,13 +274,39 @@ class Sink:
                 self._seen[rt].add(_key_hashes(sids))
         self._staged, self._staged_keys = [], []
 
+    def _live_keys(self) -> tuple[int, int]:
+        """(class, object) of this run's session advisory lock: the class names the etl schema, the object
+        the run (both 31-bit, so they read back unchanged from pg_locks)."""
+        def key(text: str) -> int:
+            return int.from_bytes(hashlib.sha256(text.encode()).digest()[:4], "big") & 0x7FFFFFFF
+        return key(f"l059-omop live run {self.etl}"), key(self.run_id)
+
+    def _register_live(self) -> None:
+        """PostgreSQL: hold a session advisory lock for as long as the run is live (PostgreSQL drops it when
+        the process dies, however it dies), and note what _alone compares with: whether any other run was
+        live when this one started (a lock of the same class; a load_run row left 'running' by a killed run
+        holds none) and how many other runs etl.load_run had."""
+        cls, obj = self._live_keys()
+        got = self._con.execute(sa.text("select pg_try_advisory_lock(:c, :o)"), {"c": cls, "o": obj}).scalar_one()
+        live = self._con.execute(sa.text(
+            "select count(*) from pg_locks where locktype = 'advisory' and objsubid = 2 and granted and "
+            "database = (select oid from pg_database where datname = current_database()) and "
+            "classid = cast(cast(:c as bigint) as oid) and objid <> cast(cast(:o as bigint) as oid)"),
+            {"c": cls, "o": obj}).scalar_one()
+        others = self._con.execute(sa.text(f"select count(*) from {self.etl}.load_run where run_id <> :me"),
+                                   {"me": self.run_id}).scalar_one()
+        self._live_lock = bool(got)
+        self._shared = bool(live) or not got  # not got: another live run has the same 31-bit key
+        self._others_at_start = int(others)
+        self._con.commit()
+
     def _alone(self) -> bool:
         """Does the database hold only what it held when this run started plus this run's own writes (so
         the in-memory first-load sets are exact)? DuckDB: yes, the file is this process's alone while it
         writes. PostgreSQL: checked at each batch, under the advisory lock that lets one writing batch at a
-        time through (_serialize): no other run was running when this one started and no run has been
-        started since (a count of etl.load_run rows, not clocks); once another run is seen, never again for
-        this run. A run killed without its end keeps status 'running' and so turns the shortcuts off."""
+        time through (_serialize): no other run was live when this one started (_register_live) and no run
+        has been started since (a count of etl.load_run rows, not clocks); once another run is seen, never
+        again for this run."""
         if self.dialect == "duckdb":
             return True
         if not self._shared:
@@ -1109,6 +1131,15 @@ class Sink:
         self._finished = True
         if self._con is not None:
             self._custom_plans(False)
+            if getattr(self, "_live_lock", False):
+                try:
+                    if self._con.in_transaction():
+                        self._con.rollback()
+                    self._con.execute(sa.text("select pg_advisory_unlock(:c, :o)"),
+                                      dict(zip(("c", "o"), self._live_keys(), strict=True)))
+                    self._con.commit()
+                except Exception:  # noqa: BLE001 - the connection is gone: so is its lock
+                    log.debug("releasing the live-run lock failed", exc_info=True)
             self._con.close()
             self._con = None
         with self.engine.begin() as con:

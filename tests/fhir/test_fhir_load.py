@@ -222,7 +222,8 @@ def test_first_load_shortcuts_match_lookups(tmp_path, monkeypatch, dialect):
 
 @pytest.mark.postgres
 def test_postgresql_run_is_not_alone_beside_another(pg_url):
-    """PostgreSQL: a run started while another is running, or seeing one start, checks the database again."""
+    """PostgreSQL: a run started while another is live, or seeing one start, checks the database again; a
+    row left 'running' by a killed run does not count (it holds no session lock)."""
     from l059_omop.db.api import init_db
     from l059_omop.etl.sink import Sink
 
@@ -244,6 +245,17 @@ def test_postgresql_run_is_not_alone_beside_another(pg_url):
     third.start()
     assert alone(third)  # the others had finished before it started
     third.finish()
+    # a run killed without its end leaves its row 'running' but holds no lock: not a live run
+    with engine.begin() as c:
+        c.execute(sa.text("insert into etl.load_run (run_id, kind, started_at, status, software_version, "
+                          "cdm_version) values ('killed', 'fhir', now(), 'running', 'x', '5.4')"))
+    fourth = Sink(engine, "urn:d")
+    fourth.start()
+    assert alone(fourth)
+    fourth.finish()
+    with engine.connect() as c:  # every run released its lock
+        assert c.execute(sa.text("select count(*) from pg_locks where locktype = 'advisory' and database = "
+                                 "(select oid from pg_database where datname = current_database())")).scalar_one() == 0
     engine.dispose()
 
 
