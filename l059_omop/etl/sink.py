@@ -121,8 +121,8 @@ class Sink:
         self._fresh: dict[str, bool] = {}  # write_frames: record type -> nothing of it stored before
         self._frame_persons: dict[str, int] = {}  # write_frames: patient source id -> person_id
         self._seen: defaultdict[str, _HashSet] = defaultdict(_HashSet)  # keys written while fresh
-        # DuckDB: omop table -> no etl.source_id_map row of it existed when the run started, so an id is taken
-        # only if this run gave it (kept here, 8 bytes an id); see _taken_mask
+        # omop table -> no etl.source_id_map row of it existed when the run started, so (while the run is
+        # alone) an id is taken only if this run gave it (kept here, 8 bytes an id); see _taken_mask
         self._map_fresh: dict[str, bool] = {}
         self._run_ids: defaultdict[str, _HashSet] = defaultdict(_HashSet)
         self._staged: list[tuple[str, np.ndarray]] = []  # ids / keys of the open batch, kept once it commits
@@ -131,6 +131,8 @@ class Sink:
         self._alone_now = self.dialect == "duckdb"
         self._shared = False
         self._others_at_start = 0
+        self._live_lock = False  # PostgreSQL: this run holds its live-run lock (_register_live)
+        self._prepare_threshold: int | None = None  # PostgreSQL: psycopg's, restored at the end (_custom_plans)
 
     # ----------------------------------------------------------------- lifecycle
     def __enter__(self) -> Sink:
@@ -167,9 +169,9 @@ class Sink:
             return
         raw = self._con.connection.driver_connection
         if on:
-            self._prepare_threshold = getattr(raw, "prepare_threshold", 5)
+            self._prepare_threshold = raw.prepare_threshold
             raw.prepare_threshold = None
-        elif hasattr(self, "_prepare_threshold"):
+        else:
             raw.prepare_threshold = self._prepare_threshold
 
     def _vocab_version(self, con: Connection) -> str | None:
@@ -244,8 +246,7 @@ class Sink:
         the lock each batch reads what the other committed and counts it as unchanged.
         """
         if self.dialect == "postgresql":
-            key = int.from_bytes(hashlib.sha256(f"l059-omop sink {self.etl}".encode()).digest()[:8], "big",
-                                 signed=True)
+            key = _lock_key(f"l059-omop sink {self.etl}", 64)
             con.execute(sa.text("select pg_advisory_xact_lock(:k)"), {"k": key})
 
     # ----------------------------------------------------------------- the batch
@@ -265,7 +266,7 @@ class Sink:
         return deferred
 
     def _keep_staged(self) -> None:
-        """After a batch committed: the ids and keys it wrote join the run's in-memory sets (DuckDB shortcuts)."""
+        """After a batch committed: the ids and keys it wrote join the run's in-memory sets (_alone)."""
         for table, ids in self._staged:
             if self._map_fresh.get(table):
                 self._run_ids[table].add(ids)
@@ -277,9 +278,7 @@ class Sink:
     def _live_keys(self) -> tuple[int, int]:
         """(class, object) of this run's session advisory lock: the class names the etl schema, the object
         the run (both 31-bit, so they read back unchanged from pg_locks)."""
-        def key(text: str) -> int:
-            return int.from_bytes(hashlib.sha256(text.encode()).digest()[:4], "big") & 0x7FFFFFFF
-        return key(f"l059-omop live run {self.etl}"), key(self.run_id)
+        return _lock_key(f"l059-omop live run {self.etl}", 31), _lock_key(self.run_id, 31)
 
     def _register_live(self) -> None:
         """PostgreSQL: hold a session advisory lock for as long as the run is live (PostgreSQL drops it when
@@ -293,11 +292,9 @@ class Sink:
             "database = (select oid from pg_database where datname = current_database()) and "
             "classid = cast(cast(:c as bigint) as oid) and objid <> cast(cast(:o as bigint) as oid)"),
             {"c": cls, "o": obj}).scalar_one()
-        others = self._con.execute(sa.text(f"select count(*) from {self.etl}.load_run where run_id <> :me"),
-                                   {"me": self.run_id}).scalar_one()
         self._live_lock = bool(got)
         self._shared = bool(live) or not got  # not got: another live run has the same 31-bit key
-        self._others_at_start = int(others)
+        self._others_at_start = self._other_runs()
         self._con.commit()
 
     def _alone(self) -> bool:
@@ -309,15 +306,17 @@ class Sink:
         again for this run."""
         if self.dialect == "duckdb":
             return True
-        if not self._shared:
-            n = self._con.execute(sa.text(f"select count(*) from {self.etl}.load_run where run_id <> :me"),
-                                  {"me": self.run_id}).scalar_one()
-            if n != self._others_at_start:
-                self._shared = True
+        if not self._shared and self._other_runs() != self._others_at_start:
+            self._shared = True
         if self._shared:
             self._map_fresh.clear()
             self._run_ids.clear()
         return not self._shared
+
+    def _other_runs(self) -> int:
+        """Rows of etl.load_run besides this run's (a run started since adds one)."""
+        return int(self._con.execute(sa.text(f"select count(*) from {self.etl}.load_run where run_id <> :me"),
+                                     {"me": self.run_id}).scalar_one())
 
     def _keys_to_look_up(self, units: list[SourceUnit]) -> set[tuple[str, str]]:
         """Keys whose stored version must be fetched. While the run is alone (_alone): a record type
@@ -625,10 +624,7 @@ class Sink:
             bulk.insert_frame(con, self.etl, "source_id_map", mdf)
             self._stage_ids(mdf)
         units = [u for u, *_ in ready]
-        by_type: defaultdict[str, list[str]] = defaultdict(list)
-        for u in units:
-            by_type[u.resource_type].append(u.source_id)
-        self._staged_keys.extend(by_type.items())
+        self._stage_keys(units)
         sdf = pd.DataFrame({
             "source_system": self.source_system, "resource_type": [u.resource_type for u in units],
             "source_id": [u.source_id for u in units], "version_id": [u.version_id for u in units],
@@ -803,6 +799,15 @@ class Sink:
         for table, ids in map_rows.groupby("omop_table", sort=False)["omop_id"]:
             if table != "death" and self._map_fresh.get(table):
                 self._staged.append((table, ids.to_numpy(dtype=np.int64)))
+
+    def _stage_keys(self, units: list[SourceUnit]) -> None:
+        """Keys of the records just written to etl.source_resource, kept in memory once the batch commits."""
+        if not self._alone_now:
+            return
+        by_type: defaultdict[str, list[str]] = defaultdict(list)
+        for u in units:
+            by_type[u.resource_type].append(u.source_id)
+        self._staged_keys.extend(by_type.items())
 
     def _forget_fresh(self, tables: set[str]) -> None:
         """Rows of these tables were replaced (their map rows deleted): their ids are checked in the database
@@ -1131,7 +1136,7 @@ class Sink:
         self._finished = True
         if self._con is not None:
             self._custom_plans(False)
-            if getattr(self, "_live_lock", False):
+            if self._live_lock:
                 try:
                     if self._con.in_transaction():
                         self._con.rollback()
@@ -1171,6 +1176,15 @@ class _Begin:
 
 
 _SOFT = ("measurement_event_id", "observation_event_id")
+
+
+def _lock_key(text: str, bits: int) -> int:
+    """A PostgreSQL advisory-lock key from a text: 64 bits (signed: the one-key form) or 31 (a non-negative
+    int4 of the two-key form, which reads back unchanged from pg_locks)."""
+    digest = hashlib.sha256(text.encode()).digest()
+    if bits == 64:
+        return int.from_bytes(digest[:8], "big", signed=True)
+    return int.from_bytes(digest[:4], "big") & ((1 << bits) - 1)
 
 
 def _with_event_table(f: Fact, routed_by_key: dict[str, str]) -> Fact:
@@ -1261,11 +1275,7 @@ class _HashSet:
         self._parts: list[np.ndarray] = []
 
     def has_any(self, values: np.ndarray) -> bool:
-        for part in self._parts:
-            pos = np.searchsorted(part, values).clip(max=len(part) - 1)
-            if (part[pos] == values).any():
-                return True
-        return False
+        return bool(self.contains(values).any())
 
     def contains(self, values: np.ndarray) -> np.ndarray:
         hit = np.zeros(len(values), dtype=bool)
