@@ -40,6 +40,8 @@ from l059_omop import __version__
 from l059_omop.db import bulk, cdm_spec
 from l059_omop.db.engine import dialect_of, validate_identifier
 from l059_omop.errors import BadInput, RuntimeFailure
+from l059_omop.etl.block import FactBlock
+from l059_omop.etl.block import concat as block_concat
 from l059_omop.etl.ids import MAX_ID, hashed_id, key_text
 from l059_omop.etl.model import Fact, Quarantined, Ref, SourceUnit, type_concept
 from l059_omop.etl.report import RunReport
@@ -250,20 +252,229 @@ class Sink:
             con.execute(sa.text("select pg_advisory_xact_lock(:k)"), {"k": key})
 
     # ----------------------------------------------------------------- the batch
-    def write(self, units: list[SourceUnit], final: bool = False) -> list[SourceUnit]:
+    def write(self, units: list[SourceUnit], final: bool = False, blocks: Sequence[FactBlock] = ()
+              ) -> list[SourceUnit]:
         """Write a batch in one transaction; return units whose references are not (yet) loaded.
 
         With ``final=True`` such units are quarantined instead ("unresolved reference"). Units written are
         consumed: their rows' Refs are replaced by the ids in place (a returned unit is left as it was).
+        ``blocks``: more units of the batch as columns (:class:`~l059_omop.etl.block.FactBlock`), written by
+        array operations after ``units``; the block units the array path does not take (stored before,
+        twice in the batch, a reference not yet loaded) join ``units`` or come back as deferred units.
         """
-        if not units:
+        if not units and not blocks:
             return []
         self._staged, self._staged_keys = [], []
         with self._tx():
             self._alone_now = self._alone()
-            deferred = self._write(units, final)
+            block, existing = None, {}
+            if blocks and not final:
+                block, more, existing = self._partition(block_concat(list(blocks)), units)
+                units = [*units, *more]
+            elif blocks:
+                units = [*units, *(u for b in blocks for u in b.units())]
+            deferred = self._write(units, final, existing) if units else []
+            if block is not None and len(block):
+                deferred += self._write_block(block)
         self._keep_staged()
         return deferred
+
+    def _partition(self, b: FactBlock, units: list[SourceUnit]
+                   ) -> tuple[FactBlock, list[SourceUnit], dict[tuple[str, str], tuple]]:
+        """(the block's units the array path writes, the others as units, the stored versions found): a unit
+        goes back to the object path when its key is twice in the batch or is stored already
+        (_keys_to_look_up's rule, then the lookup), as those need its dedupe, unchanged and replacement logic."""
+        rts, sids = b.unit["resource_type"], b.unit["source_id"]
+        n = len(sids)
+        keys = [f"{rt}/{sid}" for rt, sid in zip(rts, sids, strict=True)]
+        slow = pd.Series(keys, dtype=object).duplicated(keep=False).to_numpy()
+        if units:
+            taken = {f"{u.resource_type}/{u.source_id}" for u in units}
+            slow |= np.fromiter((k in taken for k in keys), dtype=bool, count=n)
+        rt_arr = np.asarray(rts, dtype=object)
+        sid_arr = np.asarray(sids, dtype=object)
+        look = np.zeros(n, dtype=bool)
+        for rt in set(rts):
+            of_type = rt_arr == rt
+            fresh = self._fresh.get(rt)
+            if fresh is None:
+                fresh = self._fresh[rt] = self._is_fresh(rt)
+            if self._alone_now and fresh:
+                pos = np.flatnonzero(of_type & ~slow)
+                look[pos[self._seen[rt].contains(_key_hashes(sid_arr[pos]))]] = True
+            else:
+                look |= of_type & ~slow
+        found: dict[tuple[str, str], tuple] = {}
+        if look.any():
+            pos = np.flatnonzero(look)
+            found = self._fetch_resources({(rts[i], sids[i]) for i in pos.tolist()})
+            if found:
+                slow[[i for i in pos.tolist() if (rts[i], sids[i]) in found]] = True
+        if not slow.any():
+            return b, [], found
+        return b.take(np.flatnonzero(~slow)), b.units(np.flatnonzero(slow)), found
+
+    def _write_block(self, b: FactBlock) -> list[SourceUnit]:
+        """The array path of :meth:`_write` for new, unique units of facts (see _partition): route(), ids,
+        references and the bookkeeping rows, the same rows as the object path; units whose patient or
+        encounter is not loaded yet come back (deferred) as units."""
+        from l059_omop.etl import route_block as rb
+
+        con = self._con
+        f, uc = b.fact, b.unit
+        pairs = rb.code_pairs(b)
+        r = rb.route_facts(b, self.vocab.resolve_many(pairs) if pairs else {})
+        if r.unmapped:
+            self.report.unmapped.update(f"{v}|{c}" for _, (v, c) in r.unmapped)
+        rts, sids = uc["resource_type"], uc["source_id"]
+        # hard links: the patient and the encounter must be loaded (this batch's object part, or before)
+        person = self._link_ids("person", "Patient", f["person"])
+        visit = self._link_ids("visit_occurrence", "Encounter", f["visit"])
+        missing = (person == 0) | ((visit == 0) & np.asarray([v is not None for v in f["visit"]], dtype=bool))
+        deferred: list[SourceUnit] = []
+        if missing.any():
+            bad = np.unique(b.of[missing])
+            deferred = b.units(bad)
+            keep_u = np.ones(len(b), dtype=bool)
+            keep_u[bad] = False
+            keep_f = keep_u[b.of]
+            b, r = b.take(np.flatnonzero(keep_u)), _take_routed(r, keep_f)
+            person, visit = person[keep_f], visit[keep_f]
+            f, uc = b.fact, b.unit
+            rts, sids = uc["resource_type"], uc["source_id"]
+        if not len(b):
+            return deferred
+        of = b.of
+        own = self._block_ids(b, r)
+        event = self._event_ids(b, r, own)
+        map_parts: list[pd.DataFrame] = []
+        for t_no, table in enumerate(rb.TABLES):
+            sel = np.flatnonzero(r.table == t_no)
+            if not len(sel):
+                continue
+            df = rb.table_frame(b, r, table, sel, own[sel], person[sel], visit[sel], event[sel],
+                                self._columns[table])
+            self.report.rows_inserted[table] += bulk.insert_frame(con, self.cdm, table, df)
+            map_parts.append(pd.DataFrame({
+                "resource_type": np.asarray(rts, dtype=object)[of[sel]],
+                "source_id": np.asarray(sids, dtype=object)[of[sel]],
+                "row_key": np.asarray(f["key"], dtype=object)[sel], "omop_table": table, "omop_id": own[sel]}))
+        if map_parts:
+            m = pd.concat(map_parts, ignore_index=True)
+            m.insert(0, "source_system", self.source_system)
+            m["run_id"] = self.run_id
+            bulk.insert_frame(con, self.etl, "source_id_map", m)
+            self._stage_ids(m)
+        bulk.insert_frame(con, self.etl, "source_resource", pd.DataFrame({
+            "source_system": self.source_system, "resource_type": rts, "source_id": sids,
+            "version_id": uc["version_id"], "last_updated": uc["last_updated"],
+            "content_sha256": uc["content_sha256"], "run_id": self.run_id, "locator": uc["locator"],
+            "imputed": ["; ".join(i) or None for i in uc["imputed"]]}))
+        if len(person):
+            bulk.insert_frame(con, self.etl, "touched_person",
+                              pd.DataFrame({"run_id": self.run_id, "person_id": np.unique(person)}))
+        self._flush_quarantine(con)
+        if self._alone_now:
+            by_type: defaultdict[str, list[str]] = defaultdict(list)
+            for rt, sid in zip(rts, sids, strict=True):
+                by_type[rt].append(sid)
+            self._staged_keys.extend(by_type.items())
+        for rt, rule, imputed in zip(rts, uc["skip_rule"], uc["imputed"], strict=True):
+            c = self.report.t(rt)
+            if rule:
+                c.skipped[rule] += 1
+            else:
+                c.mapped += 1
+            for what in imputed:
+                self.report.imputed[f"{rt}.{what}"] += 1
+        return deferred
+
+    def _link_ids(self, table: str, resource_type: str, source_ids: list) -> np.ndarray:
+        """Ids of the rows (person, visit) per source id, 0 where None or not loaded."""
+        ids: dict[str | None, int] = {None: 0}
+        todo = []
+        for s in set(source_ids):
+            if s is not None:
+                ref = Ref(table, resource_type, s)
+                got = self._ids.get(ref)
+                if got is None:
+                    todo.append(ref)
+                else:
+                    ids[s] = got
+        if todo:  # (the cache may be cleared by the lookup: what it held is read first)
+            self._resolve_existing(todo)
+            ids.update((ref.source_id, self._ids.get(ref, 0)) for ref in todo)
+        return np.fromiter((ids[s] for s in source_ids), dtype=np.int64, count=len(source_ids))
+
+    def _block_ids(self, b: FactBlock, r) -> np.ndarray:
+        """Own ids of the block's rows: the hash of each key, probed past ids taken (in the database, by this
+        run, by this batch's object part) as :meth:`_assign` does."""
+        from l059_omop.etl import route_block as rb
+
+        rts, sids, keys = b.unit["resource_type"], b.unit["source_id"], b.fact["key"]
+        of = b.of
+        if b.hashed is not None and b.source_system == self.source_system:
+            ids = b.hashed.copy()
+        else:
+            ids = _hash_ids([key_text(self.source_system, rts[i], sids[i], k)
+                             for i, k in zip(of.tolist(), keys, strict=True)])
+        for t_no, table in enumerate(rb.TABLES):
+            sel = np.flatnonzero(r.table == t_no)
+            if not len(sel):
+                continue
+            cands = ids[sel]
+            bad = self._taken_mask(table, cands) | pd.Series(cands).duplicated(keep="first").to_numpy()
+            staged = [a for t, a in self._staged if t == table]
+            if staged:
+                bad |= np.isin(cands, np.concatenate(staged))
+            if not bad.any():
+                continue
+            used = set(cands[~bad].tolist()) | {int(x) for a in staged for x in a.tolist()}
+            for j in sel[bad].tolist():
+                text = key_text(self.source_system, rts[of[j]], sids[of[j]], keys[j])
+                p = 0
+                while True:
+                    self.report.id_collisions += 1
+                    p += 1
+                    cand = hashed_id(text, p)
+                    if cand not in used and not self._taken_mask(table, np.asarray([cand], dtype=np.int64))[0]:
+                        break
+                ids[j] = cand
+                used.add(cand)
+        return ids
+
+    def _event_ids(self, b: FactBlock, r, own: np.ndarray) -> np.ndarray:
+        """measurement_event_id / observation_event_id per fact (0 = none), as the object path links them:
+        a row of this batch, else one loaded before, else the id the row will have (a soft link)."""
+        from l059_omop.etl import route_block as rb
+
+        events = b.fact["event"]
+        out = np.zeros(b.n_facts, dtype=np.int64)
+        todo = [j for j, e in enumerate(events) if e is not None]
+        if not todo:
+            return out
+        rts, sids, keys, of = b.unit["resource_type"], b.unit["source_id"], b.fact["key"], b.of
+        targets: dict[int, Ref] = {}
+        for j in todo:
+            e = events[j]
+            if e.table == "*":  # the row of the same record with that key routed before this fact
+                u = of[j]
+                first = int(np.searchsorted(of, u))
+                hit = next((k for k in range(j - 1, first - 1, -1) if keys[k] == e.row), None)
+                if hit is None:
+                    continue
+                e = Ref(rb.TABLES[r.table[hit]], e.resource_type, e.source_id, e.row)
+            targets[j] = e
+        wanted = {(e.resource_type, e.source_id) for e in targets.values()}
+        mine = {Ref(rb.TABLES[r.table[k]], rts[of[k]], sids[of[k]], keys[k]): int(own[k])
+                for k in range(b.n_facts) if (rts[of[k]], sids[of[k]]) in wanted}
+        self._resolve_existing([e for e in set(targets.values()) if e not in mine and e not in self._ids])
+        for j, e in targets.items():
+            got = mine.get(e) or self._ids.get(e)
+            if got is None:
+                got = hashed_id(key_text(self.source_system, e.resource_type, e.source_id, e.row))
+            out[j] = got
+        return out
 
     def _keep_staged(self) -> None:
         """After a batch committed: the ids and keys it wrote join the run's in-memory sets (_alone)."""
@@ -339,9 +550,11 @@ class Sink:
             out.update((rt, s) for s in sids)
         return out
 
-    def _write(self, units: list[SourceUnit], final: bool) -> list[SourceUnit]:
+    def _write(self, units: list[SourceUnit], final: bool, known: dict | None = None) -> list[SourceUnit]:
+        """``known``: stored versions already fetched for some of the units' keys (_partition)."""
         units = self._dedupe(units)
-        existing = self._fetch_resources(self._keys_to_look_up(units))
+        known = known or {}
+        existing = {**known, **self._fetch_resources(self._keys_to_look_up(units) - known.keys())}
         todo: list[SourceUnit] = []
         changed: set[tuple[str, str]] = set()
         for u in units:
@@ -1176,6 +1389,14 @@ class _Begin:
 
 
 _SOFT = ("measurement_event_id", "observation_event_id")
+
+
+def _take_routed(r, keep):
+    from l059_omop.etl.route_block import Routed
+
+    renumber = np.cumsum(keep) - 1
+    return Routed(r.table[keep], r.concept[keep], r.source_concept[keep], r.value_concept[keep],
+                  r.unit_concept[keep], [(int(renumber[j]), p) for j, p in r.unmapped if keep[j]])
 
 
 def _lock_key(text: str, bits: int) -> int:

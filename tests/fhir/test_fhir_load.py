@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import json
 
+import numpy as np
 import pytest
 import sqlalchemy as sa
 from fhir_builders import L059, SNOMED, bundle, cc, patient_resources, write_json, write_ndjson
@@ -111,11 +112,19 @@ def test_strict_any_quarantine_writes_nothing(cdm_engine, tmp_path):
     assert report.quarantined == 1 and counts(cdm_engine)["person"] == 1
 
 
-def test_id_collisions_resolved_and_stable(cdm_engine, tmp_path, monkeypatch):
+def _collide(monkeypatch, n: int) -> None:
+    """Ids forced into 1..n, so rows collide (both the sink's per-id hash and its array form; workers=1)."""
     import l059_omop.etl.sink as sink_mod
 
     real = sink_mod.hashed_id
-    monkeypatch.setattr(sink_mod, "hashed_id", lambda text, probe=0: real(text, probe) % 40 + 1)
+    monkeypatch.setattr(sink_mod, "hashed_id", lambda text, probe=0: real(text, probe) % n + 1)
+    monkeypatch.setattr(sink_mod, "_hash_ids", lambda texts: np.asarray([real(t) % n + 1 for t in texts],
+                                                                         dtype=np.int64))
+
+
+def test_id_collisions_resolved_and_stable(cdm_engine, tmp_path, monkeypatch):
+
+    _collide(monkeypatch, 40)
     rs = [r for i in range(3) for r in patient_resources(f"p{i}")]
     f = write_json(tmp_path / "b.json", bundle(rs))
     r1 = load_fhir(cdm_engine, [f], workers=1)
@@ -175,8 +184,7 @@ def test_first_load_shortcuts_match_lookups(tmp_path, monkeypatch, dialect):
     import l059_omop.etl.sink as sink_mod
     from l059_omop.db.api import init_db
 
-    real = sink_mod.hashed_id
-    monkeypatch.setattr(sink_mod, "hashed_id", lambda text, probe=0: real(text, probe) % 60 + 1)
+    _collide(monkeypatch, 60)
     rs = [r for i in range(4) for r in patient_resources(f"p{i}")]
     newer = copy.deepcopy(next(r for r in rs if r["id"] == "p0-sclc"))
     newer["meta"] = {"versionId": "2"}

@@ -19,10 +19,12 @@ from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 from sqlalchemy.engine import Engine
 
 from l059_omop.db.bulk import duckdb_load_settings
 from l059_omop.errors import BadInput
+from l059_omop.etl.block import FactBlock
 from l059_omop.etl.fhir.parse import Result, Task, run_task, type_priority
 from l059_omop.etl.model import Definition, Quarantined, SourceUnit
 from l059_omop.etl.report import RunReport
@@ -189,6 +191,10 @@ def default_workers() -> int:
     return max(1, min(os.cpu_count() or 1, 8))
 
 
+def _dispensed_digest(content: str) -> str:
+    return hashlib.sha256(f"{content}|dispensed".encode()).hexdigest()
+
+
 class _Loader:
     """Feeds task results to the sink: resolves Medication references, buffers, defers, retries."""
 
@@ -200,6 +206,8 @@ class _Loader:
         self.deferred: list[SourceUnit] = []
         self.waiting_med: list[SourceUnit] = []
         self.dispensed: set[str] = set()
+        self.blocks: list[FactBlock] = []
+        self.in_blocks = 0
 
     def feed(self, res: Result) -> None:
         s = self.sink
@@ -220,9 +228,43 @@ class _Loader:
                 self.buffer.append(u)
             else:
                 self.waiting_med.append(u)
-        while len(self.buffer) >= self.batch_size:
-            batch, self.buffer = self.buffer[:self.batch_size], self.buffer[self.batch_size:]
-            self.deferred.extend(self.sink.write(self._dispensed_rule(batch)))
+        if res.block is not None:
+            self.blocks.append(res.block)
+            self.in_blocks += len(res.block)
+        while len(self.buffer) + self.in_blocks >= self.batch_size:
+            self._write_batch()
+
+    def _write_batch(self) -> None:
+        """Up to a batch of buffered units, with the blocks buffered so far (one transaction)."""
+        batch, self.buffer = self.buffer[:self.batch_size], self.buffer[self.batch_size:]
+        room = self.batch_size - len(batch)
+        blocks: list[FactBlock] = []
+        while self.blocks and room > 0:
+            b = self.blocks.pop(0)
+            if len(b) > room:  # the rest waits for the next batch
+                self.blocks.insert(0, b.take(np.arange(room, len(b))))
+                b = b.take(np.arange(room))
+            blocks.append(b)
+            room -= len(b)
+            self.in_blocks -= len(b)
+        for b in blocks:
+            self._dispensed_block(b)
+        self.deferred.extend(self.sink.write(self._dispensed_rule(batch), blocks=blocks))
+
+    def _dispensed_block(self, b: FactBlock) -> None:
+        """_dispensed_rule for a block's units (their facts dropped)."""
+        uc = b.unit
+        hit = [i for i, (rt, sid, rule) in enumerate(zip(uc["resource_type"], uc["source_id"], uc["skip_rule"],
+                                                          strict=True))
+               if rt == "MedicationRequest" and not rule and sid in self.dispensed]
+        if not hit:
+            return
+        for i in hit:
+            uc["skip_rule"][i] = DISPENSED_RULE
+            uc["content_sha256"][i] = _dispensed_digest(uc["content_sha256"][i])
+        mask = np.zeros(len(b), dtype=bool)
+        mask[hit] = True
+        b.drop_facts(mask)
 
     def _dispensed_rule(self, units: list[SourceUnit]) -> list[SourceUnit]:
         """Project rule: a MedicationRequest carried out by a completed MedicationDispense makes no row of its
@@ -230,7 +272,7 @@ class _Loader:
         for u in units:
             if u.resource_type == "MedicationRequest" and not u.skip_rule and u.source_id in self.dispensed:
                 u.skip_rule = DISPENSED_RULE
-                u.content_sha256 = hashlib.sha256(f"{u.content_sha256}|dispensed".encode()).hexdigest()
+                u.content_sha256 = _dispensed_digest(u.content_sha256)
                 u.facts = []
                 u.rows = []
         return units
@@ -246,9 +288,8 @@ class _Loader:
         return True
 
     def flush(self) -> None:
-        while self.buffer:
-            batch, self.buffer = self.buffer[:self.batch_size], self.buffer[self.batch_size:]
-            self.deferred.extend(self.sink.write(self._dispensed_rule(batch)))
+        while self.buffer or self.blocks:
+            self._write_batch()
 
     def finish(self) -> None:
         self.flush()
@@ -277,9 +318,13 @@ def load_fhir(engine: Engine, paths: Iterable[str | Path] = (), *, server: str |
               cdm_schema: str = "cdm", etl_schema: str = "etl", source_system: str | None = None,
               strict: bool = False, timezone: str | None = None, workers: int | None = None,
               batch_size: int = BATCH_SIZE, token_env: str = "L059_FHIR_TOKEN", validate: bool = True,
+              columnar: bool = True,
               progress: Callable[[RunReport], None] | None = None, _fail_after_batches: int | None = None,
               ) -> RunReport:
-    """Load FHIR input into the CDM and return the run report (also stored in etl.load_run)."""
+    """Load FHIR input into the CDM and return the run report (also stored in etl.load_run).
+
+    ``columnar=False`` sends every unit through the sink's object path (the array path, etl.block, writes
+    the same rows; the tests compare the two)."""
     paths = list(paths)
     if bool(paths) == bool(server):
         raise BadInput("give either PATH... or --server URL")
@@ -304,6 +349,8 @@ def load_fhir(engine: Engine, paths: Iterable[str | Path] = (), *, server: str |
         tasks = file_tasks(files, timezone, validate)
         source = ", ".join(str(p) for p in paths)
         source_system = source_system or DEFAULT_SOURCE_SYSTEM
+    if columnar:
+        tasks = _columnar(tasks, source_system)
     executor = process_pool(workers, initializer=worker_init) if workers > 1 else None
     sink = Sink(engine, source_system, cdm_schema=cdm_schema, etl_schema=etl_schema, kind="fhir",
                 source=source, strict=strict)
@@ -328,14 +375,20 @@ def load_fhir(engine: Engine, paths: Iterable[str | Path] = (), *, server: str |
     return sink.report
 
 
+def _columnar(tasks: Iterable[Task], source_system: str) -> Iterator[Task]:
+    for t in tasks:
+        t.columnar, t.source_system = True, source_system
+        yield t
+
+
 def _inject_failure(sink: Sink, after: int) -> None:
     """Tests: make the (after+1)-th batch fail after its first table is written (rollback must undo it)."""
     import l059_omop.db.bulk as bulk_mod
 
     calls = {"batches": 0}
-    original_write_ready = sink._write_ready
+    original_write = sink.write
 
-    def failing(ready, replaced):
+    def failing(*args, **kwargs):
         calls["batches"] += 1
         if calls["batches"] > after:
             real = bulk_mod.insert_frame
@@ -346,9 +399,9 @@ def _inject_failure(sink: Sink, after: int) -> None:
 
             bulk_mod.insert_frame = boom
             try:
-                return original_write_ready(ready, replaced)
+                return original_write(*args, **kwargs)
             finally:
                 bulk_mod.insert_frame = real
-        return original_write_ready(ready, replaced)
+        return original_write(*args, **kwargs)
 
-    sink._write_ready = failing
+    sink.write = failing

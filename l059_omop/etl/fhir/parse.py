@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
+from l059_omop.etl.block import FactBlock, split_units
 from l059_omop.etl.fhir.mappers import Context, map_resource, unknown_modifier_extension
 from l059_omop.etl.fhir.rules import rules
 from l059_omop.etl.model import Definition, Quarantined, Skipped, SourceUnit
@@ -37,6 +38,8 @@ class Task:
     timezone: str | None = None
     validate: bool = True
     in_folder: bool = False        # json: a non-FHIR JSON file found in a folder is ignored, not quarantined
+    columnar: bool = False         # hand units of facts back as a FactBlock (etl.block), their ids hashed
+    source_system: str | None = None  # with columnar: the system the ids are hashed for
 
 
 @dataclass
@@ -47,6 +50,7 @@ class Result:
     quarantined: list[Quarantined] = field(default_factory=list)
     definitions: list[Definition] = field(default_factory=list)
     dispensed: list[str] = field(default_factory=list)  # MedicationRequest ids a completed dispense carries out
+    block: FactBlock | None = None  # Task.columnar: the units of facts only, as columns (the rest in units)
     notes: Counter = field(default_factory=Counter)
 
 
@@ -268,6 +272,13 @@ def _read_lines(task: Task) -> Iterator[tuple[int, str]]:
 
 def run_task(task: Task) -> Result:
     """Entry point of a worker process."""
+    out = _run_task(task)
+    if task.columnar and out.units:
+        out.block, out.units = split_units(out.units, task.source_system)
+    return out
+
+
+def _run_task(task: Task) -> Result:
     out = Result()
     if task.kind == "ndjson":
         for lineno, text in (task.lines if task.lines is not None else _read_lines(task)):
