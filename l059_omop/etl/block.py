@@ -85,28 +85,25 @@ def split_units(units: list[SourceUnit], source_system: str | None) -> tuple[Fac
     """(a block of the units that can be columns, the others as they are); order within each is kept."""
     b = FactBlock(source_system=source_system)
     rest: list[SourceUnit] = []
-    uc, fc = b.unit, b.fact
+    heads: list[tuple] = []
+    rows: list[tuple] = []  # each fact's field values (a Fact's __dict__ is in field order)
     of: list[int] = []
-    cols = [fc[k] for k in FACT_FIELDS]
     for u in units:
         if u.rows or not u.dates_checked or any(f.medication for f in u.facts):
             rest.append(u)
             continue
-        n = len(uc["source_id"])
-        uc["resource_type"].append(u.resource_type)
-        uc["source_id"].append(u.source_id)
-        uc["locator"].append(u.locator)
-        uc["content_sha256"].append(u.content_sha256)
-        uc["version_id"].append(u.version_id)
-        uc["last_updated"].append(u.last_updated)
-        uc["imputed"].append(tuple(u.imputed))
-        uc["skip_rule"].append(u.skip_rule)
+        n = len(heads)
+        heads.append((u.resource_type, u.source_id, u.locator, u.content_sha256, u.version_id, u.last_updated,
+                      tuple(u.imputed), u.skip_rule))
         for f in u.facts:
             of.append(n)
-            for col, v in zip(cols, f.__dict__.values(), strict=True):
-                col.append(v)
-    if not uc["source_id"]:
+            rows.append(tuple(f.__dict__.values()))
+    if not heads:
         return None, rest
+    b.unit = {k: list(v) for k, v in zip(UNIT_FIELDS, zip(*heads, strict=True), strict=True)}
+    if rows:
+        b.fact = {k: list(v) for k, v in zip(FACT_FIELDS, zip(*rows, strict=True), strict=True)}
+    uc, fc = b.unit, b.fact
     b.of = np.asarray(of, dtype=np.int64)
     if source_system is not None:
         from l059_omop.etl.sink import _hash_ids

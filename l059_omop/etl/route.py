@@ -49,8 +49,8 @@ def dates_plausible(unit) -> bool:
             if isinstance(v, date) and not lo <= v.year <= hi:
                 return False
     for f in unit.facts:
-        for v in vars(f).values():
-            if isinstance(v, date) and not lo <= v.year <= hi:
+        for v in (f.start, f.start_dt, f.end, f.end_dt):  # a Fact's dates (model.Fact)
+            if v is not None and isinstance(v, date) and not lo <= v.year <= hi:
                 return False
         if f.end is None and f.days_supply and f.start is not None:
             try:

@@ -101,10 +101,20 @@ def _concepts(codes: list, lookup: Mapping) -> np.ndarray:
     return np.fromiter((known[c] for c in codes), dtype=np.int64, count=len(codes))
 
 
-def _objects(values: list, sel: np.ndarray) -> np.ndarray:
-    arr = np.empty(len(values), dtype=object)
-    arr[:] = values
-    return arr[sel]
+class Columns:
+    """The block's fact fields as object arrays, each made once per batch (every table takes its rows)."""
+
+    def __init__(self, block: FactBlock) -> None:
+        self.fact = block.fact
+        self._arrays: dict[str, np.ndarray] = {}
+
+    def take(self, name: str, sel: np.ndarray) -> np.ndarray:
+        arr = self._arrays.get(name)
+        if arr is None:
+            values = self.fact[name]
+            arr = self._arrays[name] = np.empty(len(values), dtype=object)
+            arr[:] = values
+        return arr[sel]
 
 
 def _ints(arr: np.ndarray) -> pd.arrays.IntegerArray:
@@ -117,8 +127,8 @@ def _nullable(ids: np.ndarray) -> pd.arrays.IntegerArray:
     return pd.arrays.IntegerArray(ids, ids == 0)
 
 
-def _floats(values: list, sel: np.ndarray) -> pd.arrays.FloatingArray:
-    v = np.array(_objects(values, sel).tolist(), dtype=np.float64) if len(sel) else np.zeros(0)
+def _floats(values: np.ndarray) -> pd.arrays.FloatingArray:
+    v = np.array(values.tolist(), dtype=np.float64) if len(values) else np.zeros(0)
     return pd.array(v, dtype="Float64")
 
 
@@ -126,66 +136,73 @@ def _when(values: np.ndarray) -> pd.Series:
     return pd.to_datetime(pd.Series(values, dtype="object"))
 
 
+_STR_OR_NONE = {str, type(None)}
+
+
 def _texts(values: np.ndarray, n: int) -> pd.Series:
-    return pd.Series([None if v is None else str(v)[:n] for v in values.tolist()], dtype="object")
+    """route()'s _cut: the text of each value, at most n characters (None stays None)."""
+    items = values.tolist()
+    if set(map(type, items)) <= _STR_OR_NONE and max(map(len, filter(None, items)), default=0) <= n:
+        return pd.Series(values.copy(), dtype="object")  # (the usual case, checked at C speed: nothing to cut)
+    return pd.Series([None if v is None else str(v)[:n] for v in items], dtype="object")
 
 
-def table_frame(block: FactBlock, r: Routed, table: str, sel: np.ndarray, own: np.ndarray, person: np.ndarray,
+def table_frame(cols: Columns, r: Routed, table: str, sel: np.ndarray, own: np.ndarray, person: np.ndarray,
                 visit: np.ndarray, event: np.ndarray, columns: list[str]) -> pd.DataFrame:
     """The rows of ``table`` made by the facts at ``sel``: route()'s columns, typed as the sink's frames.
     ``own`` / ``person`` / ``visit`` / ``event``: the ids per selected fact (visit, event: 0 = none)."""
-    f = block.fact
     p = _PREFIX[table]
-    start = _objects(f["start"], sel)
-    type_concept = np.asarray(_objects(f["type_concept_id"], sel).tolist(), dtype=np.int64)
+
+    start = cols.take("start", sel)
+    type_concept = np.asarray(cols.take("type_concept_id", sel).tolist(), dtype=np.int64)
     d: dict[str, object] = {
         TABLE_ID[table]: pd.array(own, dtype="Int64"), "person_id": pd.array(person, dtype="Int64"),
         f"{p}_concept_id": pd.array(r.concept[sel], dtype="Int64"),
-        f"{p}_source_value": _texts(_objects(f["source_value"], sel), 50),
+        f"{p}_source_value": _texts(cols.take("source_value", sel), 50),
         f"{p}_source_concept_id": pd.array(r.source_concept[sel], dtype="Int64"),
         "visit_occurrence_id": _nullable(visit),
     }
     if table == "measurement" or table == "observation":
         value_concept = r.value_concept[sel]
-        number = _floats(f["value_number"], sel)
-        vsv = _objects(f["value_source_value"], sel)
-        d.update({f"{p}_date": _when(start), f"{p}_datetime": _when(_objects(f["start_dt"], sel)),
+        number = _floats(cols.take("value_number", sel))
+        vsv = cols.take("value_source_value", sel)
+        d.update({f"{p}_date": _when(start), f"{p}_datetime": _when(cols.take("start_dt", sel)),
                   f"{p}_type_concept_id": pd.array(type_concept, dtype="Int64"), "value_as_number": number,
                   "value_as_concept_id": _ints(value_concept), "unit_concept_id": _ints(r.unit_concept[sel]),
-                  "unit_source_value": _texts(_objects(f["unit_source_value"], sel), 50),
+                  "unit_source_value": _texts(cols.take("unit_source_value", sel), 50),
                   "value_source_value": _texts(vsv, 50), f"{p}_event_id": _nullable(event)})
         if table == "measurement":
-            d.update({"range_low": _floats(f["range_low"], sel), "range_high": _floats(f["range_high"], sel)})
+            d.update({"range_low": _floats(cols.take("range_low", sel)), "range_high": _floats(cols.take("range_high", sel))})
         else:
             as_string = _texts(vsv, 60)
             as_string[(value_concept >= 0) | ~np.asarray(number.isna())] = None
             d["value_as_string"] = as_string
     elif table == "drug_exposure":
-        end = _objects(f["end"], sel)
-        days = _objects(f["days_supply"], sel)
+        end = cols.take("end", sel)
+        days = cols.take("days_supply", sel)
         computed = end.copy()
         for i in np.flatnonzero([e is None and bool(ds) and s is not None
                                  for e, ds, s in zip(end.tolist(), days.tolist(), start.tolist(), strict=True)]):
             computed[i] = start[i] + dt.timedelta(days=int(days[i]) - 1)
         computed = np.where(pd.isna(computed), start, computed)
         d.update({"drug_exposure_start_date": _when(start), "drug_exposure_start_datetime":
-                  _when(_objects(f["start_dt"], sel)), "drug_exposure_end_date": _when(computed),
-                  "drug_exposure_end_datetime": _when(_objects(f["end_dt"], sel)), "verbatim_end_date": _when(end),
+                  _when(cols.take("start_dt", sel)), "drug_exposure_end_date": _when(computed),
+                  "drug_exposure_end_datetime": _when(cols.take("end_dt", sel)), "verbatim_end_date": _when(end),
                   "drug_type_concept_id": pd.array(type_concept, dtype="Int64"),
-                  "stop_reason": _texts(_objects(f["stop_reason"], sel), 20), "quantity": _floats(f["quantity"], sel),
+                  "stop_reason": _texts(cols.take("stop_reason", sel), 20), "quantity": _floats(cols.take("quantity", sel)),
                   "days_supply": pd.array(days.tolist(), dtype="Int64"),
-                  "route_source_value": _texts(_objects(f["route_source_value"], sel), 50),
-                  "dose_unit_source_value": _texts(_objects(f["dose_unit_source_value"], sel), 50)})
+                  "route_source_value": _texts(cols.take("route_source_value", sel), 50),
+                  "dose_unit_source_value": _texts(cols.take("dose_unit_source_value", sel), 50)})
     else:
         stem = {"procedure_occurrence": "procedure", "device_exposure": "device_exposure"}.get(table, p)
         start_col, dt_col, end_col = ((f"{stem}_date", f"{stem}_datetime", f"{stem}_end_date")
                                       if table == "procedure_occurrence" else
                                       (f"{stem}_start_date", f"{stem}_start_datetime", f"{stem}_end_date"))
-        d.update({start_col: _when(start), dt_col: _when(_objects(f["start_dt"], sel)),
-                  end_col: _when(_objects(f["end"], sel)), f"{end_col}time": _when(_objects(f["end_dt"], sel)),
+        d.update({start_col: _when(start), dt_col: _when(cols.take("start_dt", sel)),
+                  end_col: _when(cols.take("end", sel)), f"{end_col}time": _when(cols.take("end_dt", sel)),
                   f"{p}_type_concept_id": pd.array(type_concept, dtype="Int64")})
         if table == "condition_occurrence":
-            d["stop_reason"] = _texts(_objects(f["stop_reason"], sel), 20)
+            d["stop_reason"] = _texts(cols.take("stop_reason", sel), 20)
         else:
-            d["quantity"] = _floats(f["quantity"], sel)
+            d["quantity"] = _floats(cols.take("quantity", sel))
     return pd.DataFrame({c: d[c] for c in columns if c in d})

@@ -348,11 +348,12 @@ class Sink:
         own = self._block_ids(b, r)
         event = self._event_ids(b, r, own)
         map_parts: list[pd.DataFrame] = []
+        cols = rb.Columns(b)
         for t_no, table in enumerate(rb.TABLES):
             sel = np.flatnonzero(r.table == t_no)
             if not len(sel):
                 continue
-            df = rb.table_frame(b, r, table, sel, own[sel], person[sel], visit[sel], event[sel],
+            df = rb.table_frame(cols, r, table, sel, own[sel], person[sel], visit[sel], event[sel],
                                 self._columns[table])
             self.report.rows_inserted[table] += bulk.insert_frame(con, self.cdm, table, df)
             map_parts.append(pd.DataFrame({

@@ -37,7 +37,7 @@ DEFAULT_SOURCE_SYSTEM = "urn:l059:fhir"
 NDJSON_CHUNK = 1000
 JSON_GROUP_BYTES = 256_000
 JSON_GROUP_FILES = 64
-BATCH_SIZE = 5000
+BATCH_SIZE = 20_000  # units a transaction: at 1M resources 5,000 cost 4.5 CPU-s more (commits, per-batch lookups)
 DISPENSED_RULE = "order carried out by a MedicationDispense (the dispense is the exposure)"
 
 
@@ -93,18 +93,22 @@ def file_tasks(files: list[tuple[Path, bool]], timezone: str | None, validate: b
 
 def ndjson_ranges(path: Path, lines: int) -> Iterator[tuple[int, int, int]]:
     """(byte offset, byte length, number of its first line) of consecutive runs of ``lines`` lines; a line
-    ends at "\n" (NDJSON's separator, "\r\n" included)."""
+    ends at "\n" (NDJSON's separator, "\r\n" included). The newlines are found by NumPy in 8 MB blocks: the
+    main process does not loop over the lines."""
+    start, first, base = 0, 1, 0
+    pending = 0  # lines of the current run in earlier blocks
     with open(path, "rb") as fh:
-        start = pos = n = 0
-        first = 1
-        for lineno, raw in enumerate(fh, 1):
-            pos += len(raw)
-            n += 1
-            if n >= lines:
-                yield start, pos - start, first
-                start, first, n = pos, lineno + 1, 0
-        if n:
-            yield start, pos - start, first
+        while block := fh.read(1 << 23):
+            nl = np.flatnonzero(np.frombuffer(block, dtype=np.uint8) == 10)
+            cuts = nl[lines - pending - 1::lines] if len(nl) >= lines - pending else nl[:0]
+            for pos in cuts.tolist():
+                end = base + pos + 1
+                yield start, end - start, first
+                start, first = end, first + lines
+            pending = (pending + len(nl)) % lines
+            base += len(block)
+    if base > start:
+        yield start, base - start, first
 
 
 def grouped(tasks: Iterable[Task], max_bytes: int = JSON_GROUP_BYTES, max_files: int = JSON_GROUP_FILES,
