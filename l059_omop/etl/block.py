@@ -12,12 +12,14 @@ paths write the same rows.
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass, field, fields
 
 import numpy as np
 
 from l059_omop.etl.ids import key_text
 from l059_omop.etl.model import Fact, SourceUnit
+from l059_omop.etl.route import PLAUSIBLE_YEARS, dates_plausible
 
 FACT_FIELDS = tuple(f.name for f in fields(Fact))
 UNIT_FIELDS = ("resource_type", "source_id", "locator", "content_sha256", "version_id", "last_updated",
@@ -81,8 +83,13 @@ class FactBlock:
                          source_system=self.source_system)
 
 
-def split_units(units: list[SourceUnit], source_system: str | None) -> tuple[FactBlock | None, list[SourceUnit]]:
-    """(a block of the units that can be columns, the others as they are); order within each is kept."""
+def split_units(units: list[SourceUnit], source_system: str | None, check_dates: bool = False
+                ) -> tuple[FactBlock | None, list[SourceUnit]]:
+    """(a block of the units that can be columns, the others as they are); order within each is kept.
+    ``check_dates``: the units' ``dates_checked`` is not set yet; it is found here (for a block's facts by
+    their dates' extremes, unit by unit only when those are out of bounds)."""
+    if check_dates:
+        _check_dates(units)
     b = FactBlock(source_system=source_system)
     rest: list[SourceUnit] = []
     heads: list[tuple] = []
@@ -112,6 +119,40 @@ def split_units(units: list[SourceUnit], source_system: str | None) -> tuple[Fac
         b.hashed = _hash_ids([key_text(source_system, rts[i], sids[i], k)
                               for i, k in zip(of, fc["key"], strict=True)])
     return b, rest
+
+
+_DAY_BOUNDS = (dt.date(PLAUSIBLE_YEARS[0], 1, 1), dt.date(PLAUSIBLE_YEARS[1], 12, 31))
+_TIME_BOUNDS = (dt.datetime(PLAUSIBLE_YEARS[0], 1, 1), dt.datetime(PLAUSIBLE_YEARS[1], 12, 31, 23, 59, 59, 999999))
+_MAX_SUPPLY = 36_500  # days: below this, a plausible start keeps its computed end plausible (bounds above)
+
+
+def _check_dates(units: list[SourceUnit]) -> None:
+    """Set ``dates_checked`` (route.dates_plausible's answer) on every unit: units with rows one by one;
+    facts-only units all at once when every date of theirs lies within bounds (min / max over the dates, in
+    C) and no days supply could carry a computed end out of them, else one by one too."""
+    plain = [u for u in units if not u.rows]
+    for u in units:
+        if u.rows:
+            u.dates_checked = dates_plausible(u)
+    facts = [f for u in plain for f in u.facts]
+    try:
+        ok = (_within([f.start for f in facts] + [f.end for f in facts], _DAY_BOUNDS)
+              and _within([f.start_dt for f in facts] + [f.end_dt for f in facts], _TIME_BOUNDS)
+              and max((int(f.days_supply) for f in facts if f.days_supply), default=0) <= _MAX_SUPPLY
+              and _within([f.start for f in facts], (_DAY_BOUNDS[0], _DAY_BOUNDS[1] - dt.timedelta(_MAX_SUPPLY))))
+    except (TypeError, ValueError, OverflowError):  # a value of another type: ask route, unit by unit
+        ok = False
+    for u in plain:
+        u.dates_checked = True if ok else dates_plausible(u)
+
+
+def _within(values: list, bounds: tuple) -> bool:
+    present = [v for v in values if v is not None]
+    if not present:
+        return True
+    lo, hi = bounds
+    # (a datetime among dates, or the reverse, would compare wrongly or not at all: unit by unit then)
+    return {type(v) for v in present} == {type(lo)} and lo <= min(present) and max(present) <= hi
 
 
 def concat(blocks: list[FactBlock]) -> FactBlock:

@@ -11,7 +11,7 @@ import json
 
 import pytest
 import sqlalchemy as sa
-from fhir_builders import SNOMED, cc, patient_resources, write_ndjson
+from fhir_builders import RXNORM, SNOMED, cc, patient_resources, write_ndjson
 from test_fhir_load import snapshot
 
 from l059_omop.db.api import init_db
@@ -115,3 +115,28 @@ def test_blocks_round_trip_to_units(tmp_path):
     back = {u.source_id: u for u in [*block.units(), *rest]}
     assert [back[u.source_id] for u in units] == units
     assert all(u.rows for u in rest)  # the Patient and Encounter keep their finished rows
+
+
+@pytest.mark.parametrize("columnar", [True, False])
+def test_implausible_dates_quarantined_on_either_path(tmp_path, columnar):
+    """A date FHIR accepts but no clinical record holds (year 1700), and a days supply whose end date no
+    database can store, quarantine their record with the reason; the patient's other records load."""
+    rs = patient_resources("d1")
+    old = {"resourceType": "Condition", "id": "c-1700", "subject": {"reference": "Patient/d1"},
+           "code": cc(SNOMED, "254632001"), "onsetDateTime": "1700-01-01"}
+    far = {"resourceType": "MedicationDispense", "id": "md-far", "status": "completed",
+           "subject": {"reference": "Patient/d1"}, "whenHandedOver": "2022-01-01",
+           "medicationCodeableConcept": cc(RXNORM, "40048"), "daysSupply": {"value": 10**7, "unit": "d"}}
+    f = write_ndjson(tmp_path / "in" / "all.ndjson", [*rs, old, far])
+    engine = sa.create_engine(f"duckdb:///{tmp_path / 'x.duckdb'}")
+    init_db(engine)
+    rep = load_fhir(engine, [f], workers=1, columnar=columnar)
+    with engine.connect() as c:
+        reasons = dict(c.execute(sa.text("select resource_id, reason from etl.quarantine")).all())
+        n_person = c.execute(sa.text("select count(*) from cdm.person")).scalar_one()
+    assert reasons["c-1700"] == ("mapping failed: ValueError: implausible date: condition_occurrence."
+                                 "condition_start_date = 1700-01-01 (outside 1800-2200)")
+    assert reasons["md-far"].startswith("mapping failed: ")
+    assert set(reasons) == {"c-1700", "md-far"} and n_person == 1
+    assert rep.read == len(rs) + 2 and rep.quarantined == 2
+    assert all(c.reconciles for c in rep.types.values())

@@ -361,7 +361,10 @@ def load_fhir(engine: Engine, paths: Iterable[str | Path] = (), *, server: str |
     if _fail_after_batches is not None:
         _inject_failure(sink, _fail_after_batches)
     try:
-        with duckdb_load_settings(engine), _fewer_collections(), sink:
+        # DuckDB with one thread while the workers run (the writes are the main process's share of the two
+        # cores; at 1M resources its own thread pool cost 1.8 CPU-s more and gained nothing), all after
+        with duckdb_load_settings(engine, threads=1 if executor is not None else None) as every_thread, \
+                _fewer_collections(), sink:
             loader = _Loader(sink, batch_size)
             # in-process (1 worker) a group would only delay the first write: tasks one by one
             groups = grouped(tasks) if executor is not None else ([t] for t in tasks)
@@ -372,6 +375,7 @@ def load_fhir(engine: Engine, paths: Iterable[str | Path] = (), *, server: str |
                     loader.feed(res)
                 if progress:
                     progress(sink.report)
+            every_thread()
             loader.finish()
     finally:
         if executor is not None:

@@ -86,12 +86,20 @@ def _validation_reason(exc) -> str:
 
 def digest(payload: str, timezone: str | None) -> str:
     """Content hash of a record as mapped: its text, the rules' version and the time zone."""
-    return hashlib.sha256(f"{_rules_digest()}|{timezone or ''}|".encode() + payload.encode("utf-8")).hexdigest()
+    h = _digest_prefix(timezone).copy()
+    h.update(payload.encode("utf-8"))
+    return h.hexdigest()
+
+
+@lru_cache(maxsize=8)
+def _digest_prefix(timezone: str | None):
+    return hashlib.sha256(f"{_rules_digest()}|{timezone or ''}|".encode())
 
 
 def process_resource(res, ctx: Context, payload: str | None, out: Result, validate: bool = True,
-                     fallback_id: str | None = None) -> None:
-    """Validate and map one resource into ``out``."""
+                     fallback_id: str | None = None, check_dates: bool = True) -> None:
+    """Validate and map one resource into ``out``; ``check_dates=False``: the caller sets each unit's
+    ``dates_checked`` (split_units does, a block at a time)."""
     r = rules()
     if not isinstance(res, dict) or not isinstance(res.get("resourceType"), str):
         out.read[None] += 1
@@ -141,7 +149,8 @@ def process_resource(res, ctx: Context, payload: str | None, out: Result, valida
         return
     if isinstance(got, SourceUnit):
         got.content_sha256 = digest(payload, ctx.timezone)
-        got.dates_checked = dates_plausible(got)
+        if check_dates:
+            got.dates_checked = dates_plausible(got)
         out.units.append(got)
         if rtype == "MedicationDispense" and not got.skip_rule:
             for ref in res.get("authorizingPrescription") or []:
@@ -274,17 +283,22 @@ def run_task(task: Task) -> Result:
     """Entry point of a worker process."""
     out = _run_task(task)
     if task.columnar and out.units:
-        out.block, out.units = split_units(out.units, task.source_system)
+        if task.kind != "ndjson":  # (NDJSON lines leave the date check to split_units)
+            for u in out.units:
+                u.dates_checked = dates_plausible(u)
+        out.block, out.units = split_units(out.units, task.source_system, check_dates=task.kind == "ndjson")
     return out
 
 
 def _run_task(task: Task) -> Result:
     out = Result()
     if task.kind == "ndjson":
+        ctx = Context(timezone=task.timezone)  # one for the task's lines: a line has no references of its own
         for lineno, text in (task.lines if task.lines is not None else _read_lines(task)):
-            ctx = Context(locator=f"{task.locator}:{lineno}", timezone=task.timezone)
+            ctx.locator = f"{task.locator}:{lineno}"
             try:
-                text.encode("utf-8")
+                if not text.isascii():
+                    text.encode("utf-8")
             except UnicodeEncodeError:  # bytes that are not UTF-8 (read with surrogateescape)
                 out.read[None] += 1
                 out.quarantined.append(Quarantined(None, None, ctx.locator, "invalid UTF-8: bytes that are not "
@@ -300,7 +314,7 @@ def _run_task(task: Task) -> Result:
                 out.read["Bundle"] += 0
                 process_bundle(res, ctx.locator, task.timezone, out, task.validate)
                 continue
-            process_resource(res, ctx, text.strip(), out, task.validate)
+            process_resource(res, ctx, text.strip(), out, task.validate, check_dates=not task.columnar)
         return out
     if task.kind == "json":
         try:

@@ -4,7 +4,7 @@ tumour response values): data, not code, so a site can read and change them."""
 from __future__ import annotations
 
 import csv
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 
 import yaml
@@ -19,14 +19,20 @@ OHDSI_PREFIX = "urn:ohdsi:vocabulary:"
 class Rules:
     raw: dict
     response_values: dict  # (system or "text", code or lower-cased text) -> L059 concept_code
+    # answers of vocabulary() and type_concept(), asked once per coding / resource (the rules never change)
+    _memo: dict = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def status(self) -> dict:
         return self.raw["status"]
 
     def type_concept(self, resource_type: str) -> int:
-        t = self.raw["type_concept"]
-        return int(t.get(resource_type, t["default"]))
+        key = ("type", resource_type)
+        got = self._memo.get(key)
+        if got is None:
+            t = self.raw["type_concept"]
+            got = self._memo[key] = int(t.get(resource_type, t["default"]))
+        return got
 
     def fallback_domain(self, resource_type: str) -> str:
         return self.raw["fallback_domain"].get(resource_type, "Observation")
@@ -34,6 +40,12 @@ class Rules:
     def vocabulary(self, system: str | None) -> str | None:
         if not system:
             return None
+        key = ("system", system)
+        if key not in self._memo:
+            self._memo[key] = self._vocabulary(system)
+        return self._memo[key]
+
+    def _vocabulary(self, system: str) -> str | None:
         v = vocabulary_for_system(system)
         if v:
             return v
