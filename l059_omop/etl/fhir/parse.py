@@ -171,7 +171,7 @@ _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 
 def _lone_surrogate(res: dict, payload: str) -> bool:
     """JSON may escape a lone UTF-16 surrogate ("\\ud800"); such a string cannot be stored as UTF-8."""
-    if payload.isascii() and not _SURROGATE_ESCAPE.search(payload):
+    if payload.isascii() and ("\\u" not in payload or not _SURROGATE_ESCAPE.search(payload)):
         return False
     try:
         (payload if not _SURROGATE_ESCAPE.search(payload) else _dumps(res)).encode("utf-8")
