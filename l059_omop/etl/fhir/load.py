@@ -38,6 +38,7 @@ NDJSON_CHUNK = 1000
 JSON_GROUP_BYTES = 256_000
 JSON_GROUP_FILES = 64
 BATCH_SIZE = 20_000  # units a transaction: at 1M resources 5,000 cost 4.5 CPU-s more (commits, per-batch lookups)
+PREFETCH_PER_WORKER = 8  # tasks in flight per worker (bounded memory: ~1 MB of results a task)
 DISPENSED_RULE = "order carried out by a MedicationDispense (the dispense is the exposure)"
 
 
@@ -370,7 +371,7 @@ def load_fhir(engine: Engine, paths: Iterable[str | Path] = (), *, server: str |
             groups = grouped(tasks) if executor is not None else ([t] for t in tasks)
             # the window must outlast a batch's write (and DuckDB's occasional checkpoint) so the workers do
             # not stall: ~3 batches of NDJSON (16 x 1,000 lines with 2 workers), ~10 MB of results
-            for results in ordered_map(executor, run_tasks, groups, prefetch=max(8, workers * 8)):
+            for results in ordered_map(executor, run_tasks, groups, prefetch=max(8, workers * PREFETCH_PER_WORKER)):
                 for res in results:
                     loader.feed(res)
                 if progress:
