@@ -31,7 +31,7 @@ EXIT_QUARANTINED = 3
               "instance's one time zone, e.g. Asia/Shanghai) [default: keep the wall-clock time as written].")
 @click.option("--workers", type=click.IntRange(1, 64), help="Processes for parsing, validation and mapping "
               "[default: the number of cores, at most 8].")
-@click.option("--batch-size", type=click.IntRange(1, 1_000_000), default=5000, show_default=True,
+@click.option("--batch-size", type=click.IntRange(1, 1_000_000), default=20_000, show_default=True,  # = load.BATCH_SIZE
               help="Records per transaction.")
 @click.option("--etl-schema", default="etl", show_default=True, help="Schema of the ETL bookkeeping tables.")
 @pass_settings

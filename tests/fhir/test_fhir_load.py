@@ -284,3 +284,10 @@ def test_postgresql_sink_plans_per_batch_without_prepared_statements(pg_url):
     with engine.connect() as c:
         assert c.connection.driver_connection is raw and raw.prepare_threshold == 5
     engine.dispose()
+
+
+def test_cli_batch_size_default_is_the_loaders():
+    from l059_omop.commands.load_fhir import command
+
+    opt = next(p for p in command.params if p.name == "batch_size")
+    assert opt.default == load_mod.BATCH_SIZE
