@@ -2,7 +2,8 @@
 
 The main process reads files (NDJSON in chunks of lines: bounded memory) and writes batches; a process pool
 parses, validates (fhir.resources R4B) and maps. Results come back in input order, so a run is
-deterministic whatever the number of workers.
+deterministic whatever the number of workers. Units made only of facts come back as columns
+(:class:`~l059_omop.etl.block.FactBlock`), which the sink writes by array operations; the rest as objects.
 """
 
 from __future__ import annotations
