@@ -12,7 +12,7 @@ import json
 import pytest
 import sqlalchemy as sa
 from fhir_builders import RXNORM, SNOMED, cc, patient_resources, write_ndjson
-from test_fhir_load import snapshot
+from test_fhir_load import fresh_engine, snapshot_without_runs
 
 from l059_omop.db.api import init_db
 from l059_omop.etl.block import split_units
@@ -43,29 +43,10 @@ def _synthetic(tmp_path):
     return out
 
 
-def _engine(tmp_path, name: str, dialect: str, stack) -> sa.Engine:
-    if dialect == "duckdb":
-        url = f"duckdb:///{tmp_path / name}"
-    else:
-        from tests.pg import throwaway_database
-
-        url = stack.enter_context(throwaway_database())
-    engine = sa.create_engine(url)
-    init_db(engine)
-    return engine
-
-
 def _report(rep) -> dict:
     d = json.loads(rep.to_json())
     d.pop("run_id", None)
     return d
-
-
-def _snap(engine) -> dict:
-    snap = snapshot(engine)
-    for t in ("source_id_map", "source_resource"):  # run ids differ between databases
-        snap[t] = sorted(tuple(x for x in row if "T" not in x or "-" not in x) for row in snap[t])
-    return snap
 
 
 @pytest.mark.parametrize("dialect", ["duckdb", pytest.param("postgresql", marks=pytest.mark.postgres)])
@@ -85,11 +66,11 @@ def test_array_path_writes_what_the_object_path_writes(tmp_path, dialect):
     with contextlib.ExitStack() as stack:
         snaps, reports = [], []
         for columnar in (True, False):
-            engine = _engine(tmp_path, f"c{columnar}.duckdb", dialect, stack)
+            engine = fresh_engine(tmp_path, f"c{columnar}.duckdb", dialect, stack)
             r1 = load_fhir(engine, [inputs], workers=1, batch_size=300, columnar=columnar)
-            first = _snap(engine)
+            first = snapshot_without_runs(engine)
             r2 = load_fhir(engine, [changed], workers=1, batch_size=300, columnar=columnar)
-            snaps.append((first, _snap(engine)))
+            snaps.append((first, snapshot_without_runs(engine)))
             reports.append((_report(r1), _report(r2)))
             engine.dispose()
     (a1, a2), (b1, b2) = snaps

@@ -29,6 +29,29 @@ def snapshot(engine) -> dict:
     return out
 
 
+def snapshot_without_runs(engine) -> dict:
+    """snapshot() with the run ids left out of the etl rows (they differ between two databases)."""
+    snap = snapshot(engine)
+    for t in ("source_id_map", "source_resource"):
+        snap[t] = sorted(tuple(x for x in row if "T" not in x or "-" not in x) for row in snap[t])
+    return snap
+
+
+def fresh_engine(tmp_path, name: str, dialect: str, stack) -> sa.Engine:
+    """An init-db'ed database: a DuckDB file ``name`` or a throw-away PostgreSQL database (closed by ``stack``)."""
+    from l059_omop.db.api import init_db
+
+    if dialect == "duckdb":
+        url = f"duckdb:///{tmp_path / name}"
+    else:
+        from tests.pg import throwaway_database
+
+        url = stack.enter_context(throwaway_database())
+    engine = sa.create_engine(url)
+    init_db(engine)
+    return engine
+
+
 def counts(engine) -> dict:
     with engine.connect() as c:
         return {t: c.execute(sa.text(f"select count(*) from cdm.{t}")).scalar_one() for t in TABLES}
@@ -182,7 +205,6 @@ def test_first_load_shortcuts_match_lookups(tmp_path, monkeypatch, dialect):
     import contextlib
 
     import l059_omop.etl.sink as sink_mod
-    from l059_omop.db.api import init_db
 
     _collide(monkeypatch, 60)
     rs = [r for i in range(4) for r in patient_resources(f"p{i}")]
@@ -193,20 +215,10 @@ def test_first_load_shortcuts_match_lookups(tmp_path, monkeypatch, dialect):
 
     def load(name: str) -> tuple[dict, object]:
         with contextlib.ExitStack() as stack:
-            if dialect == "duckdb":
-                url = f"duckdb:///{tmp_path / name}"
-            else:
-                from tests.pg import throwaway_database
-
-                url = stack.enter_context(throwaway_database())
-            engine = sa.create_engine(url)
-            init_db(engine)
+            engine = fresh_engine(tmp_path, name, dialect, stack)
             report = load_fhir(engine, [f], workers=1, batch_size=7)
-            snap = snapshot(engine)
+            snap = snapshot_without_runs(engine)
             engine.dispose()
-        # run ids differ between the two databases: drop them from the etl rows
-        for t in ("source_id_map", "source_resource"):
-            snap[t] = sorted(tuple(x for x in row if "T" not in x or "-" not in x) for row in snap[t])
         return snap, report
 
     calls = {"lookups": 0}
