@@ -110,7 +110,10 @@ def _child(case: str, folder: str, db: str | None, workers: int) -> None:
         else:
             from l059_omop.parallel import process_pool
 
-            with process_pool(workers) as ex:
+            from l059_omop.etl.fhir.load import worker_init
+
+            # the loader's own worker set-up (its collector threshold), so (b) is the best of parse + validate
+            with process_pool(workers, initializer=worker_init) as ex:
                 n = sum(ex.map(_validate_task, tasks, chunksize=1))
     else:
         import sqlalchemy as sa
