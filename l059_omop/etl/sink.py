@@ -286,13 +286,16 @@ class Sink:
         (_keys_to_look_up's rule, then the lookup), as those need its dedupe, unchanged and replacement logic."""
         rts, sids = b.unit["resource_type"], b.unit["source_id"]
         n = len(sids)
-        keys = [f"{rt}/{sid}" for rt, sid in zip(rts, sids, strict=True)]
-        slow = pd.Series(keys, dtype=object).duplicated(keep=False).to_numpy()
-        if units:
-            taken = {f"{u.resource_type}/{u.source_id}" for u in units}
-            slow |= np.fromiter((k in taken for k in keys), dtype=bool, count=n)
         rt_arr = np.asarray(rts, dtype=object)
         sid_arr = np.asarray(sids, dtype=object)
+        hashes = _key_hashes(sid_arr)
+        # twice in the batch: by 64-bit hash of the source id within its type (a false match only sends a
+        # unit to the object path, which dedupes exactly)
+        types = pd.factorize(rt_arr)[0]
+        slow = pd.DataFrame({"t": types, "h": hashes}).duplicated(keep=False).to_numpy()
+        if units:
+            taken = {(u.resource_type, u.source_id) for u in units}
+            slow |= np.fromiter(((rt, sid) in taken for rt, sid in zip(rts, sids, strict=True)), dtype=bool, count=n)
         look = np.zeros(n, dtype=bool)
         for rt in set(rts):
             of_type = rt_arr == rt
@@ -301,7 +304,7 @@ class Sink:
                 fresh = self._fresh[rt] = self._is_fresh(rt)
             if self._alone_now and fresh:
                 pos = np.flatnonzero(of_type & ~slow)
-                look[pos[self._seen[rt].contains(_key_hashes(sid_arr[pos]))]] = True
+                look[pos[self._seen[rt].contains(hashes[pos])]] = True
             else:
                 look |= of_type & ~slow
         found: dict[tuple[str, str], tuple] = {}

@@ -260,9 +260,11 @@ class _Loader:
     def _dispensed_block(self, b: FactBlock) -> None:
         """_dispensed_rule for a block's units (their facts dropped)."""
         uc = b.unit
-        hit = [i for i, (rt, sid, rule) in enumerate(zip(uc["resource_type"], uc["source_id"], uc["skip_rule"],
-                                                          strict=True))
-               if rt == "MedicationRequest" and not rule and sid in self.dispensed]
+        if not self.dispensed:
+            return
+        orders = np.flatnonzero(np.asarray(uc["resource_type"], dtype=object) == "MedicationRequest").tolist()
+        sids, rules = uc["source_id"], uc["skip_rule"]
+        hit = [i for i in orders if not rules[i] and sids[i] in self.dispensed]
         if not hit:
             return
         for i in hit:
