@@ -10,8 +10,9 @@ garbage collection and ``multiprocessing.Pool`` then wait for it forever. Here w
 from __future__ import annotations
 
 import multiprocessing
-from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Executor, ProcessPoolExecutor
 from typing import Any
 
 
@@ -22,3 +23,26 @@ def start_method() -> str:
 def process_pool(workers: int, initializer: Callable[..., Any] | None = None) -> ProcessPoolExecutor:
     return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context(start_method()),
                                initializer=initializer)
+
+
+def ordered_map(executor: Executor | None, fn: Callable, items: Iterable, prefetch: int,
+                inline: Callable | None = None, ready: Callable[[], bool] | None = None) -> Iterator:
+    """fn over items in the pool, results in input order, at most ``prefetch`` in flight (bounded memory).
+
+    ``inline`` / ``ready``: while ``ready()`` is false and nothing is in flight, an item is handled by
+    ``inline(item)`` in this process instead (the records loader maps its first chunks itself while the
+    workers start, so the writer starts at once); order is kept either way."""
+    if executor is None:
+        for it in items:
+            yield fn(it)
+        return
+    window: deque = deque()
+    for it in items:
+        if inline is not None and not window and ready is not None and not ready():
+            yield inline(it)
+            continue
+        window.append(executor.submit(fn, it))
+        if len(window) >= prefetch:
+            yield window.popleft().result()
+    while window:
+        yield window.popleft().result()

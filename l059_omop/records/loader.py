@@ -17,7 +17,6 @@ import logging
 import os
 import queue
 import threading
-from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from dataclasses import dataclass
@@ -34,7 +33,7 @@ from l059_omop.errors import BadInput
 from l059_omop.etl.model import Quarantined
 from l059_omop.etl.report import RunReport
 from l059_omop.etl.sink import FrameBatch, Sink, TableFrame, hashed_ids, require_initialised, typed_frame
-from l059_omop.parallel import process_pool
+from l059_omop.parallel import ordered_map, process_pool
 from l059_omop.records import reader
 from l059_omop.records.mapper import PATIENT, ChunkResult, Resolved, codes_needed, keyed, map_chunk
 from l059_omop.records.spec import MappingSpec, SourceSpec, SpecError, check_header, load_spec
@@ -269,18 +268,12 @@ def _load_pooled(sink: Sink, jobs: Iterator[_Job], pool: Executor, warm: list[Fu
     of files the workers do not read themselves, stay in this process (the workers hold no connection: a
     DuckDB file is open in one process only)."""
     pipe = _Pipe()
-    fn = functools.partial(_worker_map, state)
-    window: deque[Future] = deque()
+    mapped = ordered_map(pool, functools.partial(_worker_map, state), jobs, workers + 2,
+                         inline=functools.partial(_map_job, *state),
+                         ready=lambda: not MAP_WHILE_STARTING or all(f.done() for f in warm))
     try:
-        for job in jobs:
-            if MAP_WHILE_STARTING and not window and not all(f.done() for f in warm):
-                pipe.submit(functools.partial(_apply, sink, _map_job(*state, job)))
-                continue
-            window.append(pool.submit(fn, job))
-            if len(window) >= workers + 2:
-                pipe.submit(functools.partial(_apply, sink, window.popleft().result()))
-        while window:
-            pipe.submit(functools.partial(_apply, sink, window.popleft().result()))
+        for result in mapped:
+            pipe.submit(functools.partial(_apply, sink, result))
     except BaseException:
         pipe.stop()
         raise

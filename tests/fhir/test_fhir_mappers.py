@@ -191,6 +191,17 @@ def test_reading_is_bounded(tmp_path):
     it = load_mod.ordered_map(Ex(), lambda x: x * 2, items(), prefetch=3)
     assert next(it) == 0 and len(pulled) == 3
     assert list(it)[-1] == 198
+    # inline while the pool is not ready (the records loader's warm-up): same results, same order
+    calls = {"ready": 0}
+
+    def ready():
+        calls["ready"] += 1
+        return calls["ready"] > 4
+
+    got = list(load_mod.ordered_map(Ex(), lambda x: ("pool", x), range(10), prefetch=3,
+                                    inline=lambda x: ("here", x), ready=ready))
+    assert [x for _, x in got] == list(range(10))
+    assert [w for w, _ in got[:4]] == ["here"] * 4 and {w for w, _ in got[4:]} == {"pool"}
 
 
 def test_ndjson_byte_ranges_give_every_line_once(tmp_path, monkeypatch):

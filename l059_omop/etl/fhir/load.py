@@ -13,9 +13,7 @@ import gzip
 import hashlib
 import logging
 import os
-from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Executor
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
@@ -30,7 +28,7 @@ from l059_omop.etl.fhir.parse import Result, Task, run_task, type_priority
 from l059_omop.etl.model import Definition, Quarantined, SourceUnit
 from l059_omop.etl.report import RunReport
 from l059_omop.etl.sink import Sink
-from l059_omop.parallel import process_pool
+from l059_omop.parallel import ordered_map, process_pool
 
 log = logging.getLogger(__name__)
 
@@ -142,21 +140,6 @@ def grouped(tasks: Iterable[Task], max_bytes: int = JSON_GROUP_BYTES, max_files:
 def run_tasks(group: list[Task]) -> list[Result]:
     """Worker entry point: the results of a group's tasks, in order."""
     return [run_task(t) for t in group]
-
-
-def ordered_map(executor: Executor | None, fn: Callable, items: Iterable, prefetch: int) -> Iterator:
-    """fn over items, results in input order, at most ``prefetch`` in flight (bounded memory)."""
-    if executor is None:
-        for it in items:
-            yield fn(it)
-        return
-    window: deque = deque()
-    for it in items:
-        window.append(executor.submit(fn, it))
-        if len(window) >= prefetch:
-            yield window.popleft().result()
-    while window:
-        yield window.popleft().result()
 
 
 # Young-generation threshold of the cyclic collector during a load. The collector counts tracked objects
