@@ -3,7 +3,7 @@ for many facts at once. Pure (a lookup dict in, arrays and frames out).
 
 The work per fact is a few C-level list and array operations; the rules (which concept, which table, what
 counts as unmapped) are decided once per distinct combination of codes, so they are route()'s, applied to
-each combination: ``tests/etl/test_route_block.py`` holds the two to the same rows.
+each combination: ``tests/fhir/test_fhir_columnar.py`` holds the two paths to the same database.
 """
 
 from __future__ import annotations
