@@ -38,11 +38,23 @@ class Routed:
     unmapped: list[tuple[int, tuple[str, str]]]
 
 
-def code_pairs(block: FactBlock) -> set:
+def combinations(block: FactBlock) -> tuple[dict[tuple, int], np.ndarray]:
+    """The distinct (code, alt codes, concept override, fallback domain) of the block's facts, numbered, and
+    each fact's number: route()'s decision depends on nothing else (with the lookup)."""
+    f = block.fact
+    combos: dict[tuple, int] = {}
+    ix = np.fromiter((combos.setdefault(k, len(combos)) for k in
+                      zip(f["code"], f["alt_codes"], f["concept_override"], f["domain"], strict=True)),
+                     dtype=np.int64, count=block.n_facts)
+    return combos, ix
+
+
+def code_pairs(block: FactBlock, combos: dict[tuple, int]) -> set:
     """Every (vocabulary_id, code) pair the block's facts may look up."""
     f = block.fact
-    pairs = set(f["code"]) | set(f["value_code"]) | set(f["unit"])
-    for alts in set(f["alt_codes"]):
+    pairs = set(f["value_code"]) | set(f["unit"])
+    for code, alts, _, _ in combos:
+        pairs.add(code)
         pairs.update(alts)
     pairs.discard(None)
     return pairs
@@ -52,12 +64,10 @@ def _cut(value, n: int = 50):
     return None if value is None else str(value)[:n]
 
 
-def route_facts(block: FactBlock, lookup: Mapping) -> Routed:
+def route_facts(block: FactBlock, lookup: Mapping, combos: tuple[dict[tuple, int], np.ndarray] | None = None
+                ) -> Routed:
     f = block.fact
-    combos: dict[tuple, int] = {}
-    ix = np.fromiter((combos.setdefault(k, len(combos)) for k in
-                      zip(f["code"], f["alt_codes"], f["concept_override"], f["domain"], strict=True)),
-                     dtype=np.int64, count=block.n_facts)
+    combos, ix = combos or combinations(block)
     per = []
     for code, alts, override, domain in combos:
         match = lookup.get(code) if code else None

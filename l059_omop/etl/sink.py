@@ -325,8 +325,9 @@ class Sink:
 
         con = self._con
         f, uc = b.fact, b.unit
-        pairs = rb.code_pairs(b)
-        r = rb.route_facts(b, self.vocab.resolve_many(pairs) if pairs else {})
+        combos = rb.combinations(b)
+        pairs = rb.code_pairs(b, combos[0])
+        r = rb.route_facts(b, self.vocab.resolve_many(pairs) if pairs else {}, combos)
         if r.unmapped:
             self.report.unmapped.update(f"{v}|{c}" for _, (v, c) in r.unmapped)
         rts, sids = uc["resource_type"], uc["source_id"]
@@ -396,20 +397,23 @@ class Sink:
 
     def _link_ids(self, table: str, resource_type: str, source_ids: list) -> np.ndarray:
         """Ids of the rows (person, visit) per source id, 0 where None or not loaded."""
-        ids: dict[str | None, int] = {None: 0}
+        codes, uniques = pd.factorize(np.asarray(source_ids, dtype=object))  # None -> code -1
+        ids: dict[str, int] = {}
         todo = []
-        for s in set(source_ids):
-            if s is not None:
-                ref = Ref(table, resource_type, s)
-                got = self._ids.get(ref)
-                if got is None:
-                    todo.append(ref)
-                else:
-                    ids[s] = got
+        for s in uniques.tolist():
+            ref = Ref(table, resource_type, s)
+            got = self._ids.get(ref)
+            if got is None:
+                todo.append(ref)
+            else:
+                ids[s] = got
         if todo:  # (the cache may be cleared by the lookup: what it held is read first)
             self._resolve_existing(todo)
             ids.update((ref.source_id, self._ids.get(ref, 0)) for ref in todo)
-        return np.fromiter((ids[s] for s in source_ids), dtype=np.int64, count=len(source_ids))
+        if not len(uniques):
+            return np.zeros(len(codes), dtype=np.int64)
+        per_unique = np.fromiter((ids[s] for s in uniques.tolist()), dtype=np.int64, count=len(uniques))
+        return np.where(codes < 0, 0, per_unique[codes.clip(min=0)])
 
     def _block_ids(self, b: FactBlock, r) -> np.ndarray:
         """Own ids of the block's rows: the hash of each key, probed past ids taken (in the database, by this
