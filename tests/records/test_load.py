@@ -355,15 +355,31 @@ def test_duckdb_ids_equal_the_python_hash(rec_duckdb):
 
 
 def test_duckdb_settings_restored_after_a_load(rec_duckdb, tmp_path):
-    """A DuckDB load raises the checkpoint threshold and uses a thread less than cores; both come back."""
+    """A DuckDB load raises the checkpoint threshold, uses a thread less than cores and caps DuckDB's default
+    memory limit (a limit someone set is left alone); all come back exactly."""
+    from l059_omop.db import bulk
+
     def settings():
         with rec_duckdb.connect() as con:
             return con.execute(sa.text("select current_setting('checkpoint_threshold'), "
-                                       "current_setting('threads')")).one()
+                                       "current_setting('threads'), current_setting('memory_limit')")).one()
 
     before = settings()
+    with bulk.duckdb_load_settings(rec_duckdb, threads=1):
+        during = settings()
+    assert bulk._size_bytes(during[2]) == pytest.approx(bulk._size_bytes(bulk.DUCKDB_LOAD_MEMORY), rel=0.05)
+    assert bulk._size_bytes(during[0]) == pytest.approx(bulk._size_bytes(bulk.DUCKDB_LOAD_CHECKPOINT), rel=0.05)
+    assert during[1] == 1 and settings() == before
     load_records(rec_duckdb, spec_copy(tmp_path), [extracts.write(tmp_path / "x")])
     assert settings() == before
+    with rec_duckdb.connect() as con:  # a limit someone set is kept as it is
+        con.execute(sa.text("set global memory_limit = '100MB'"))
+        con.commit()
+    low = settings()
+    with bulk.duckdb_load_settings(rec_duckdb):
+        assert settings()[2] == low[2]
+    assert settings() == low
+    assert bulk._size_bytes("18.6 GiB") == pytest.approx(18.6 * 2**30) and bulk._size_bytes("x") is None
 
 
 @pytest.mark.filterwarnings("ignore:invalid value encountered in cast:RuntimeWarning")
