@@ -108,9 +108,8 @@ def _child(case: str, folder: str, db: str | None, workers: int) -> None:
         if workers == 1:
             n = sum(map(_validate_task, tasks))
         else:
-            from l059_omop.parallel import process_pool
-
             from l059_omop.etl.fhir.load import worker_init
+            from l059_omop.parallel import process_pool
 
             # the loader's own worker set-up (its collector threshold), so (b) is the best of parse + validate
             with process_pool(workers, initializer=worker_init) as ex:
