@@ -60,9 +60,10 @@ def quote_columns(columns) -> str:
 
 @contextmanager
 def duckdb_load_settings(engine: Engine, *, threads: int | None = None) -> Iterator[Callable[[], None]]:
-    """DuckDB, for a load: a higher checkpoint threshold and, with ``threads``, at most that many DuckDB
-    threads while batches are written (the callable yielded gives every thread back, for the work that
-    then runs alone); both restored after, then one checkpoint. Other databases: nothing."""
+    """DuckDB, for a load: a higher checkpoint threshold, DuckDB's default memory limit capped
+    (DUCKDB_LOAD_MEMORY) and, with ``threads``, at most that many DuckDB threads while batches are written (the
+    callable yielded gives threads and memory back, for the work that then runs alone); all restored after,
+    then one checkpoint. Other databases: nothing."""
     if dialect_of(engine) != "duckdb":
         yield lambda: None
         return
@@ -82,11 +83,21 @@ def duckdb_load_settings(engine: Engine, *, threads: int | None = None) -> Itera
             con.execute(sa.text(f"set global threads = {max(1, min(int(threads), all_of_them))}"))
         con.commit()
 
+    state = {"given_back": False}
+
     def every_thread() -> None:
-        if threads is not None:
-            with engine.connect() as con:
+        """Every thread and DuckDB's default memory back, for the work that runs alone at the end (the
+        run's final queries over all it wrote: a 10M-resource FHIR load that kept 300 MB to its end failed
+        there with DuckDB out of memory)."""
+        if state["given_back"]:
+            return
+        state["given_back"] = True
+        with engine.connect() as con:
+            if threads is not None:
                 con.execute(sa.text(f"set global threads = {all_of_them}"))
-                con.commit()
+            if lower_memory:
+                con.execute(sa.text("reset global memory_limit"))
+            con.commit()
 
     try:
         yield every_thread
@@ -95,9 +106,6 @@ def duckdb_load_settings(engine: Engine, *, threads: int | None = None) -> Itera
         with engine.connect() as con:
             if re.fullmatch(r"[0-9.]+ ?[A-Za-z]*", str(old)):
                 con.execute(sa.text(f"set global checkpoint_threshold = '{old}'"))
-                con.commit()
-            if lower_memory:
-                con.execute(sa.text("reset global memory_limit"))
                 con.commit()
             try:
                 con.execute(sa.text("checkpoint"))

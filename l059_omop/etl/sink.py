@@ -57,7 +57,10 @@ _REFERENCED = ("person", "visit_occurrence")
 # delete order for replaced rows (children first)
 _DELETE_ORDER = ("measurement", "observation", "drug_exposure", "procedure_occurrence", "device_exposure",
                  "condition_occurrence", "death", "visit_occurrence", "person")
-_CACHE_MAX = 1_000_000
+_CACHE_MAX = 300_000  # cached ids of referenced rows (~200 bytes each); past it the cache starts again
+# entries of the first-load sets in all (8 bytes each, ~3x that while two parts merge): past it the
+# largest goes and its checks are the database's
+SET_MAX = 4_000_000
 
 
 class StrictQuarantine(BadInput):
@@ -494,6 +497,24 @@ class Sink:
             if self._fresh.get(rt):
                 self._seen[rt].add(_key_hashes(sids))
         self._staged, self._staged_keys = [], []
+        self._bound_sets()
+
+    def _bound_sets(self) -> None:
+        """Memory stays bounded whatever the input size: while the sets hold more than SET_MAX entries in
+        all, the largest is dropped and its record type or table is checked in the database from then on
+        (the lookups the sets stand in for)."""
+        sizes = {("key", rt): len(v) for rt, v in self._seen.items()}
+        sizes.update({("id", t): len(v) for t, v in self._run_ids.items()})
+        total = sum(sizes.values())
+        for (kind, name), n in sorted(sizes.items(), key=lambda x: -x[1]):
+            if total <= SET_MAX:
+                break
+            if kind == "key":
+                self._fresh[name] = False
+                self._seen.pop(name, None)
+            else:
+                self._forget_fresh({name})
+            total -= n
 
     def _live_keys(self) -> tuple[int, int]:
         """(class, object) of this run's session advisory lock: the class names the etl schema, the object
@@ -998,6 +1019,7 @@ class Sink:
         self._keep_staged()
         if self._fresh.get(rt):
             self._seen[rt].add(seen if seen is not None else _key_hashes(batch.source_id))
+        self._bound_sets()
         counts = self.report.t(rt)
         counts.mapped += out.mapped
         counts.unchanged += out.unchanged
@@ -1503,6 +1525,9 @@ class _HashSet:
 
     def __init__(self) -> None:
         self._parts: list[np.ndarray] = []
+
+    def __len__(self) -> int:
+        return sum(len(p) for p in self._parts)
 
     def has_any(self, values: np.ndarray) -> bool:
         return bool(self.contains(values).any())

@@ -303,3 +303,38 @@ def test_cli_batch_size_default_is_the_loaders():
 
     opt = next(p for p in command.params if p.name == "batch_size")
     assert opt.default == load_mod.BATCH_SIZE
+
+
+def test_first_load_sets_bounded(tmp_path, monkeypatch):
+    """Memory stays bounded: past SET_MAX entries in all, the largest first-load set is dropped and the run
+    checks the database for it from then on; the database is the same as with the sets kept."""
+    import contextlib
+
+    import l059_omop.etl.sink as sink_mod
+
+    rs = [r for i in range(4) for r in patient_resources(f"p{i}")]
+    f = write_ndjson(tmp_path / "in" / "all.ndjson", rs)
+    seen = {"dropped": 0, "over": 0}
+    real = sink_mod.Sink._bound_sets
+
+    def spy(self):
+        before = sum(1 for v in self._fresh.values() if v) + sum(1 for v in self._map_fresh.values() if v)
+        real(self)
+        after = sum(1 for v in self._fresh.values() if v) + sum(1 for v in self._map_fresh.values() if v)
+        seen["dropped"] += before - after
+        seen["over"] += sum(len(s) for s in [*self._seen.values(), *self._run_ids.values()]) > sink_mod.SET_MAX
+
+    def load(name: str) -> dict:
+        with contextlib.ExitStack() as stack:
+            engine = fresh_engine(tmp_path, name, "duckdb", stack)
+            load_fhir(engine, [f], workers=1, batch_size=5)
+            snap = snapshot_without_runs(engine)
+            engine.dispose()
+        return snap
+
+    kept = load("kept.duckdb")
+    monkeypatch.setattr(sink_mod, "SET_MAX", 3)
+    monkeypatch.setattr(sink_mod.Sink, "_bound_sets", spy)
+    bounded = load("bounded.duckdb")
+    assert seen["dropped"] > 0 and seen["over"] == 0
+    assert bounded == kept
