@@ -92,18 +92,19 @@ def duckdb_load_settings(engine: Engine, *, threads: int | None = None) -> Itera
         if state["given_back"]:
             return
         state["given_back"] = True
-        with engine.connect() as con:
-            if threads is not None:
+        if threads is not None:
+            with engine.connect() as con:
                 con.execute(sa.text(f"set global threads = {all_of_them}"))
-            if lower_memory:
-                con.execute(sa.text("reset global memory_limit"))
-            con.commit()
+                con.commit()
 
     try:
         yield every_thread
     finally:
         every_thread()
         with engine.connect() as con:
+            if lower_memory:
+                con.execute(sa.text("reset global memory_limit"))
+                con.commit()
             if re.fullmatch(r"[0-9.]+ ?[A-Za-z]*", str(old)):
                 con.execute(sa.text(f"set global checkpoint_threshold = '{old}'"))
                 con.commit()
