@@ -86,9 +86,8 @@ def duckdb_load_settings(engine: Engine, *, threads: int | None = None) -> Itera
     state = {"given_back": False}
 
     def every_thread() -> None:
-        """Every thread and DuckDB's default memory back, for the work that runs alone at the end (the
-        run's final queries over all it wrote: a 10M-resource FHIR load that kept 300 MB to its end failed
-        there with DuckDB out of memory)."""
+        """Every thread back, for the work that runs alone at the end (the memory cap stays until the exit:
+        the run's final queries spill within it)."""
         if state["given_back"]:
             return
         state["given_back"] = True
