@@ -136,7 +136,7 @@ class Sink:
         self._alone_now = self.dialect == "duckdb"
         self._shared = False
         self._others_at_start = 0
-        self._live_lock = False  # PostgreSQL: this run holds its live-run lock (_register_live)
+        self._live_lock = False  # PostgreSQL: this run holds its live-run lock (_take_live_lock)
         self._prepare_threshold: int | None = None  # PostgreSQL: psycopg's, restored at the end (_custom_plans)
 
     # ----------------------------------------------------------------- lifecycle
@@ -152,15 +152,23 @@ class Sink:
 
     def start(self) -> None:
         require_initialised(self.engine, self.cdm, self.etl)
-        with self.engine.begin() as con:
-            con.execute(self._t("load_run").insert().values(
-                run_id=self.run_id, kind=self.kind, started_at=self.started_at, status="running",
-                software_version=__version__, cdm_version=cdm_spec.CDM_VERSION,
-                vocabulary_version=self._vocab_version(con), source=self.report.source[:10000]))
+        shared = self.dialect != "duckdb"
         self._con = self.engine.connect()
+        try:
+            if shared:  # the live lock before the run's load_run row: no run sees the row without the lock
+                self._take_live_lock()
+            with self._con.begin():
+                self._con.execute(self._t("load_run").insert().values(
+                    run_id=self.run_id, kind=self.kind, started_at=self.started_at, status="running",
+                    software_version=__version__, cdm_version=cdm_spec.CDM_VERSION,
+                    vocabulary_version=self._vocab_version(self._con), source=self.report.source[:10000]))
+            if shared:
+                self._note_others()
+        except BaseException:
+            self._con.close()  # and a live lock with it
+            self._con = None
+            raise
         self._custom_plans(True)
-        if self.dialect != "duckdb":
-            self._register_live()
         if self.strict:
             self._outer = self._con.begin()
             self._serialize(self._con)
@@ -521,28 +529,37 @@ class Sink:
         the run (both 31-bit, so they read back unchanged from pg_locks)."""
         return _lock_key(f"l059-omop live run {self.etl}", 31), _lock_key(self.run_id, 31)
 
-    def _register_live(self) -> None:
+    def _take_live_lock(self) -> None:
         """PostgreSQL: hold a session advisory lock for as long as the run is live (PostgreSQL drops it when
-        the process dies, however it dies), and note what _alone compares with: whether any other run was
-        live when this one started (a lock of the same class; a load_run row left 'running' by a killed run
-        holds none) and how many other runs etl.load_run had."""
+        the process dies, however it dies). Taken before the run's etl.load_run row is written (start), so a
+        run whose row another run counts is live in pg_locks too, or has ended."""
         cls, obj = self._live_keys()
         got = self._con.execute(sa.text("select pg_try_advisory_lock(:c, :o)"), {"c": cls, "o": obj}).scalar_one()
+        self._live_lock = bool(got)
+        self._shared = not got  # not got: another live run has the same 31-bit key
+        self._con.commit()
+
+    def _note_others(self) -> None:
+        """What _alone compares with, read after this run's row is written: how many other runs etl.load_run
+        has, then whether any other run is live (a lock of the same class; a row left 'running' by a killed
+        run holds none). In that order: a run whose row the count missed adds one to a later count, which
+        _alone sees at the next batch; a run whose row it counted took its lock before writing the row, so
+        the lock count sees it unless it has ended (and then all it wrote is committed and looked up)."""
+        cls, obj = self._live_keys()
+        self._others_at_start = self._other_runs()
         live = self._con.execute(sa.text(
             "select count(*) from pg_locks where locktype = 'advisory' and objsubid = 2 and granted and "
             "database = (select oid from pg_database where datname = current_database()) and "
             "classid = cast(cast(:c as bigint) as oid) and objid <> cast(cast(:o as bigint) as oid)"),
             {"c": cls, "o": obj}).scalar_one()
-        self._live_lock = bool(got)
-        self._shared = bool(live) or not got  # not got: another live run has the same 31-bit key
-        self._others_at_start = self._other_runs()
+        self._shared = self._shared or bool(live)
         self._con.commit()
 
     def _alone(self) -> bool:
         """Does the database hold only what it held when this run started plus this run's own writes (so
         the in-memory first-load sets are exact)? DuckDB: yes, the file is this process's alone while it
         writes. PostgreSQL: checked at each batch, under the advisory lock that lets one writing batch at a
-        time through (_serialize): no other run was live when this one started (_register_live) and no run
+        time through (_serialize): no other run was live when this one started (_note_others) and no run
         has been started since (a count of etl.load_run rows, not clocks); once another run is seen, never
         again for this run."""
         if self.dialect == "duckdb":

@@ -280,6 +280,37 @@ def test_postgresql_run_is_not_alone_beside_another(pg_url):
 
 
 @pytest.mark.postgres
+def test_postgresql_run_is_live_before_its_row_is_seen(pg_url):
+    """A run takes its live lock before it writes its etl.load_run row. The other order let two loaders
+    started together both think they were alone: A counted B's row among the runs at its start, B's lock
+    not yet taken, so A never looked B's writes up (a duplicate person_pkey, 1 in 10 runs under load)."""
+    from l059_omop.db.api import init_db
+    from l059_omop.etl.sink import Sink
+
+    engine = sa.create_engine(pg_url)
+    other = sa.create_engine(pg_url)
+    init_db(engine)
+    sink = Sink(engine, "urn:live")
+    cls, obj = sink._live_keys()
+    seen: list[int] = []
+
+    @sa.event.listens_for(engine, "before_cursor_execute")
+    def hook(conn, cursor, statement, parameters, context, executemany):
+        if statement.lstrip().lower().startswith("insert into etl.load_run"):
+            with other.connect() as c:
+                seen.append(c.execute(sa.text(
+                    "select count(*) from pg_locks where locktype = 'advisory' and granted and objsubid = 2 "
+                    "and classid = cast(cast(:c as bigint) as oid) and objid = cast(cast(:o as bigint) as oid)"),
+                    {"c": cls, "o": obj}).scalar_one())
+
+    sink.start()
+    sink.finish()
+    engine.dispose()
+    other.dispose()
+    assert seen == [1]
+
+
+@pytest.mark.postgres
 def test_postgresql_sink_plans_per_batch_without_prepared_statements(pg_url):
     """The sink's PostgreSQL connection runs its per-batch lookups unprepared (a generic plan of the taken-id
     query took seconds a batch, Sink._custom_plans); the pooled connection gets its setting back."""
