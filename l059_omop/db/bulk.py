@@ -62,8 +62,8 @@ def quote_columns(columns) -> str:
 def duckdb_load_settings(engine: Engine, *, threads: int | None = None) -> Iterator[Callable[[], None]]:
     """DuckDB, for a load: a higher checkpoint threshold, DuckDB's default memory limit capped
     (DUCKDB_LOAD_MEMORY) and, with ``threads``, at most that many DuckDB threads while batches are written (the
-    callable yielded gives threads and memory back, for the work that then runs alone); all restored after,
-    then one checkpoint. Other databases: nothing."""
+    callable yielded gives every thread back, for the work that then runs alone; the memory cap stays to the
+    exit); all restored after, then one checkpoint. Other databases: nothing."""
     if dialect_of(engine) != "duckdb":
         yield lambda: None
         return

@@ -37,6 +37,12 @@ class Routed:
     unit_concept: np.ndarray
     unmapped: list[tuple[int, tuple[str, str]]]
 
+    def take(self, keep: np.ndarray) -> Routed:
+        """The facts where ``keep`` (a mask over the facts) holds, unmapped positions renumbered."""
+        renumber = np.cumsum(keep) - 1
+        return Routed(self.table[keep], self.concept[keep], self.source_concept[keep], self.value_concept[keep],
+                      self.unit_concept[keep], [(int(renumber[j]), p) for j, p in self.unmapped if keep[j]])
+
 
 def combinations(block: FactBlock) -> tuple[dict[tuple, int], np.ndarray]:
     """The distinct (code, alt codes, concept override, fallback domain) of the block's facts, numbered, and

@@ -353,7 +353,7 @@ class Sink:
             keep_u = np.ones(len(b), dtype=bool)
             keep_u[bad] = False
             keep_f = keep_u[b.of]
-            b, r = b.take(np.flatnonzero(keep_u)), _take_routed(r, keep_f)
+            b, r = b.take(np.flatnonzero(keep_u)), r.take(keep_f)
             person, visit = person[keep_f], visit[keep_f]
             f, uc = b.fact, b.unit
             rts, sids = uc["resource_type"], uc["source_id"]
@@ -391,19 +391,8 @@ class Sink:
             bulk.insert_frame(con, self.etl, "touched_person",
                               pd.DataFrame({"run_id": self.run_id, "person_id": np.unique(person)}))
         self._flush_quarantine(con)
-        if self._alone_now:
-            by_type: defaultdict[str, list[str]] = defaultdict(list)
-            for rt, sid in zip(rts, sids, strict=True):
-                by_type[rt].append(sid)
-            self._staged_keys.extend(by_type.items())
-        for rt, rule, imputed in zip(rts, uc["skip_rule"], uc["imputed"], strict=True):
-            c = self.report.t(rt)
-            if rule:
-                c.skipped[rule] += 1
-            else:
-                c.mapped += 1
-            for what in imputed:
-                self.report.imputed[f"{rt}.{what}"] += 1
+        self._stage_keys(rts, sids)
+        self._count_written(rts, uc["skip_rule"], uc["imputed"])
         return deferred
 
     def _link_ids(self, table: str, resource_type: str, source_ids: list) -> np.ndarray:
@@ -884,7 +873,7 @@ class Sink:
             bulk.insert_frame(con, self.etl, "source_id_map", mdf)
             self._stage_ids(mdf)
         units = [u for u, *_ in ready]
-        self._stage_keys(units)
+        self._stage_keys([u.resource_type for u in units], [u.source_id for u in units])
         sdf = pd.DataFrame({
             "source_system": self.source_system, "resource_type": [u.resource_type for u in units],
             "source_id": [u.source_id for u in units], "version_id": [u.version_id for u in units],
@@ -899,14 +888,21 @@ class Sink:
         for ref, oid in ids.items():
             if ref.table in _REFERENCED:
                 self._ids[ref] = oid
-        for u in units:
-            c = self.report.t(u.resource_type)
-            if u.skip_rule:
-                c.skipped[u.skip_rule] += 1
+        self._count_written([u.resource_type for u in units], [u.skip_rule for u in units],
+                            [u.imputed for u in units])
+
+    def _count_written(self, rts: Sequence[str], rules: Sequence[str | None],
+                       imputed: Sequence[Sequence[str]]) -> None:
+        """The run report's counts of units written (both write paths): mapped or skipped by rule, and
+        each imputed field."""
+        for rt, rule, imp in zip(rts, rules, imputed, strict=True):
+            c = self.report.t(rt)
+            if rule:
+                c.skipped[rule] += 1
             else:
                 c.mapped += 1
-            for what in u.imputed:
-                self.report.imputed[f"{u.resource_type}.{what}"] += 1
+            for what in imp:
+                self.report.imputed[f"{rt}.{what}"] += 1
 
     def _frame(self, table: str, rows: list[dict]) -> pd.DataFrame:
         types = self._types[table]
@@ -1061,13 +1057,13 @@ class Sink:
             if table != "death" and self._map_fresh.get(table):
                 self._staged.append((table, ids.to_numpy(dtype=np.int64)))
 
-    def _stage_keys(self, units: list[SourceUnit]) -> None:
+    def _stage_keys(self, rts: Sequence[str], sids: Sequence[str]) -> None:
         """Keys of the records just written to etl.source_resource, kept in memory once the batch commits."""
         if not self._alone_now:
             return
         by_type: defaultdict[str, list[str]] = defaultdict(list)
-        for u in units:
-            by_type[u.resource_type].append(u.source_id)
+        for rt, sid in zip(rts, sids, strict=True):
+            by_type[rt].append(sid)
         self._staged_keys.extend(by_type.items())
 
     def _forget_fresh(self, tables: set[str]) -> None:
@@ -1439,14 +1435,6 @@ class _Begin:
 
 
 _SOFT = ("measurement_event_id", "observation_event_id")
-
-
-def _take_routed(r, keep):
-    from l059_omop.etl.route_block import Routed
-
-    renumber = np.cumsum(keep) - 1
-    return Routed(r.table[keep], r.concept[keep], r.source_concept[keep], r.value_concept[keep],
-                  r.unit_concept[keep], [(int(renumber[j]), p) for j, p in r.unmapped if keep[j]])
 
 
 def _lock_key(text: str, bits: int) -> int:
