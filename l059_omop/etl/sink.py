@@ -28,7 +28,7 @@ import json
 import logging
 import uuid
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -42,6 +42,7 @@ from l059_omop.db.engine import dialect_of, validate_identifier
 from l059_omop.errors import BadInput, RuntimeFailure
 from l059_omop.etl.block import FactBlock
 from l059_omop.etl.block import concat as block_concat
+from l059_omop.etl.hashset import HashSet, key_hashes
 from l059_omop.etl.ids import MAX_ID, hashed_id, key_text
 from l059_omop.etl.model import Fact, Quarantined, Ref, SourceUnit, type_concept
 from l059_omop.etl.report import RunReport
@@ -101,8 +102,14 @@ class Sink:
 
     def __init__(self, engine: Engine, source_system: str, *, cdm_schema: str = "cdm", etl_schema: str = "etl",
                  kind: str = "fhir", source: str = "", strict: bool = False,
-                 vocabulary: Vocabulary | None = None, run_id: str | None = None) -> None:
+                 vocabulary: Vocabulary | None = None, run_id: str | None = None,
+                 skip_digests: Mapping[str, Callable[[str], str]] | None = None) -> None:
+        """``skip_digests``: rules the caller applies to a record once it has read more of the input (a
+        MedicationRequest that a later MedicationDispense carries out), each with the digest such a record is
+        stored with, made from its content's: a record arriving before the caller knows, stored that way
+        with the same content, is unchanged (skipped by the rule), not a new version."""
         self.engine = engine
+        self.skip_digests = dict(skip_digests or {})
         self.dialect = dialect_of(engine)
         self.source_system = source_system
         self.cdm = validate_identifier(cdm_schema)
@@ -125,11 +132,11 @@ class Sink:
         self._finished = False
         self._fresh: dict[str, bool] = {}  # write_frames: record type -> nothing of it stored before
         self._frame_persons: dict[str, int] = {}  # write_frames: patient source id -> person_id
-        self._seen: defaultdict[str, _HashSet] = defaultdict(_HashSet)  # keys written while fresh
+        self._seen: defaultdict[str, HashSet] = defaultdict(HashSet)  # keys written while fresh
         # omop table -> no etl.source_id_map row of it existed when the run started, so (while the run is
         # alone) an id is taken only if this run gave it (kept here, 8 bytes an id); see _taken_mask
         self._map_fresh: dict[str, bool] = {}
-        self._run_ids: defaultdict[str, _HashSet] = defaultdict(_HashSet)
+        self._run_ids: defaultdict[str, HashSet] = defaultdict(HashSet)
         self._staged: list[tuple[str, np.ndarray]] = []  # ids / keys of the open batch, kept once it commits
         self._staged_keys: list[tuple[str, list[str]]] = []
         # whether the first-load sets above are exact: DuckDB always; PostgreSQL while no other run writes (_alone)
@@ -299,7 +306,7 @@ class Sink:
         n = len(sids)
         rt_arr = np.asarray(rts, dtype=object)
         sid_arr = np.asarray(sids, dtype=object)
-        hashes = _key_hashes(sid_arr)
+        hashes = key_hashes(sid_arr)
         # twice in the batch: by 64-bit hash of the source id within its type (a false match only sends a
         # unit to the object path, which dedupes exactly)
         types = pd.factorize(rt_arr)[0]
@@ -492,7 +499,7 @@ class Sink:
                 self._run_ids[table].add(ids)
         for rt, sids in self._staged_keys:
             if self._fresh.get(rt):
-                self._seen[rt].add(_key_hashes(sids))
+                self._seen[rt].add(key_hashes(sids))
         self._staged, self._staged_keys = [], []
         self._bound_sets()
 
@@ -581,7 +588,7 @@ class Sink:
             fresh = self._fresh.get(rt)
             if fresh is None:
                 fresh = self._fresh[rt] = self._is_fresh(rt)
-            if fresh and not self._seen[rt].has_any(_key_hashes(sids)):
+            if fresh and not self._seen[rt].has_any(key_hashes(sids)):
                 continue
             out.update((rt, s) for s in sids)
         return out
@@ -603,6 +610,11 @@ class Sink:
                     c.mapped += 1
                     c.unchanged += 1
                 continue
+            if ex is not None and not u.skip_rule and self.skip_digests:
+                rule = next((r for r, fn in self.skip_digests.items() if ex[0] == fn(u.content_sha256)), None)
+                if rule is not None:
+                    self.report.t(u.resource_type).skipped[rule] += 1
+                    continue
             if ex is not None:
                 if is_older(u.version_id, u.last_updated, ex[1], ex[2]):
                     self.skip(u.resource_type, "older version than the one loaded")
@@ -662,6 +674,31 @@ class Sink:
             ready_keys = {(u.resource_type, u.source_id) for u, *_ in info} if changed else set()
             self._write_ready([(u, rows, owns, refs) for u, rows, owns, _, refs in info], changed & ready_keys)
         return deferred
+
+    def retract(self, resource_type: str, source_ids: Iterable[str], rule: str) -> int:
+        """Records this run wrote rows for that a rule, learnt later in the input, says make none: each is
+        stored again with no row, skipped by ``rule`` (its digest from skip_digests), its rows deleted and
+        its person's observation period recomputed; the report moves it from mapped to skipped. Returns how
+        many. Records with no row of this run (skipped already, unchanged, loaded by another run) are left."""
+        digest = self.skip_digests[rule]
+        ids = sorted(set(source_ids))
+        units: list[SourceUnit] = []
+        for i in range(0, len(ids), 10_000):
+            keys = {(resource_type, sid) for sid in ids[i:i + 10_000]}
+            with self._tx():
+                mine = {(rt, sid) for rt, sid, run in self._select_by_keys(
+                    f"select distinct m.resource_type, m.source_id, m.run_id from {self.etl}.source_id_map m",
+                    "m", keys) if run == self.run_id}
+                rows = self._select_by_keys(
+                    f"select s.resource_type, s.source_id, s.content_sha256, s.version_id, s.last_updated, "
+                    f"s.locator from {self.etl}.source_resource s", "s", mine)
+            units += [SourceUnit(rt, sid, loc, digest(h), version_id=v, last_updated=lu, skip_rule=rule)
+                      for rt, sid, h, v, lu, loc in rows]
+        if units:
+            self.report.t(resource_type).mapped -= len(units)
+            for i in range(0, len(units), 10_000):
+                self.write(units[i:i + 10_000], final=True)
+        return len(units)
 
     def _dedupe(self, units: list[SourceUnit]) -> list[SourceUnit]:
         """The same record twice in one batch: keep the newest (else the last), skip the others."""
@@ -839,9 +876,8 @@ class Sink:
             if ref.table in _REFERENCED and (ref.table, oid) in new_ids:
                 continue
             by_table[ref.table].append(oid)
-        for table in sorted(by_table, key=lambda t: _DELETE_ORDER.index(t) if t in _DELETE_ORDER else -1):
-            n = self._delete_ids(con, self.cdm, table, TABLE_ID.get(table, f"{table}_id"), by_table[table])
-            self.report.rows_deleted[table] += n
+        deleted, gone_from = self._delete_replaced(con, by_table)
+        self.report.rows_deleted.update(deleted)
         if replaced_keys:
             self._delete_keys(con, "source_id_map", replaced_keys)
             self._delete_keys(con, "source_resource", replaced_keys)
@@ -849,7 +885,7 @@ class Sink:
         # rows per table
         frames: dict[str, list[dict]] = defaultdict(list)
         map_rows = []
-        touched: set[int] = set()
+        touched: set[int] = set(gone_from)
         for u, rows, owns, row_refs in ready:
             for (table, row), own, refs in zip(rows, owns, row_refs, strict=True):
                 for k, v in refs:
@@ -952,6 +988,28 @@ class Sink:
                                 f"from pg_temp._l059_upsert_{table} on conflict ({pk}) do update set {sets}"))
         return len(df)
 
+    def _delete_replaced(self, con: Connection, by_table: dict[str, list[int]]) -> tuple[Counter, set[int]]:
+        """Delete the rows of replaced records (children first): (rows deleted per table, the persons they
+        were of). Those persons are touched: a record's new version may make fewer rows of its person, or
+        none (entered-in-error), and the observation period must shrink with them."""
+        deleted: Counter = Counter()
+        persons: set[int] = set()
+        for table in sorted(by_table, key=lambda t: _DELETE_ORDER.index(t) if t in _DELETE_ORDER else -1):
+            col = TABLE_ID.get(table, f"{table}_id")
+            ids = by_table[table]
+            if "person_id" in self._columns[table]:
+                persons.update(self._persons_of(con, table, col, ids))
+            deleted[table] += self._delete_ids(con, self.cdm, table, col, ids)
+        return deleted, persons
+
+    def _persons_of(self, con: Connection, table: str, col: str, ids: list[int]) -> set[int]:
+        out: set[int] = set()
+        for i in range(0, len(ids), 1000):
+            q = sa.text(f"select distinct person_id from {self.cdm}.{table} where {col} in :ids").bindparams(
+                sa.bindparam("ids", expanding=True))
+            out.update(int(p) for (p,) in con.execute(q, {"ids": [int(x) for x in ids[i:i + 1000]]}))
+        return out
+
     def _delete_ids(self, con: Connection, schema: str, table: str, col: str, ids: list[int]) -> int:
         total = 0
         for i in range(0, len(ids), 1000):
@@ -1007,7 +1065,7 @@ class Sink:
         fresh = self._fresh.get(rt)
         seen = None
         if fresh:
-            seen = _key_hashes(batch.source_id)
+            seen = key_hashes(batch.source_id)
             if self._seen[rt].has_any(seen):
                 fresh = self._fresh[rt] = False
                 self._seen.pop(rt, None)
@@ -1031,7 +1089,7 @@ class Sink:
                 out = self._write_frames(con, batch, False)
         self._keep_staged()
         if self._fresh.get(rt):
-            self._seen[rt].add(seen if seen is not None else _key_hashes(batch.source_id))
+            self._seen[rt].add(seen if seen is not None else key_hashes(batch.source_id))
         self._bound_sets()
         counts = self.report.t(rt)
         counts.mapped += out.mapped
@@ -1277,9 +1335,10 @@ class Sink:
                 if ref.table in _REFERENCED and (ref.table, oid) in new_ids:
                     continue
                 by_table[ref.table].append(oid)
-        for table in sorted(by_table, key=lambda t: _DELETE_ORDER.index(t) if t in _DELETE_ORDER else -1):
-            out.deleted[table] += self._delete_ids(con, self.cdm, table, TABLE_ID.get(table, f"{table}_id"),
-                                                   by_table[table])
+        deleted, gone_from = self._delete_replaced(con, by_table)
+        out.deleted.update(deleted)
+        if gone_from:
+            touched.append(np.fromiter(gone_from, dtype=np.int64, count=len(gone_from)))
         if replaced.any():
             rkeys = {(rt, s) for s in sids[replaced].tolist()}
             self._delete_keys(con, "source_id_map", rkeys)
@@ -1520,46 +1579,6 @@ class _FrameOutcome:
     quarantine: list[Quarantined] = field(default_factory=list)
     persons: dict[str, int] = field(default_factory=dict)
     skipped: Counter = field(default_factory=Counter)
-
-
-def _key_hashes(source_ids: Sequence[str]) -> np.ndarray:
-    """64-bit hashes of source ids (pandas' SipHash; only ever compared within one run)."""
-    return pd.util.hash_array(np.asarray(source_ids, dtype=object), categorize=False)
-
-
-class _HashSet:
-    """A set of 64-bit hashes as a few sorted NumPy arrays (8 bytes an entry; merged as they accumulate)."""
-
-    def __init__(self) -> None:
-        self._parts: list[np.ndarray] = []
-
-    def __len__(self) -> int:
-        return sum(len(p) for p in self._parts)
-
-    def has_any(self, values: np.ndarray) -> bool:
-        return bool(self.contains(values).any())
-
-    def contains(self, values: np.ndarray) -> np.ndarray:
-        # the values sorted first: each part is then searched front to back (3x faster at a million entries)
-        order = np.argsort(values, kind="stable")
-        needles = values[order]
-        hit = np.zeros(len(values), dtype=bool)
-        for part in self._parts:
-            pos = np.searchsorted(part, needles).clip(max=len(part) - 1)
-            hit |= part[pos] == needles
-        out = np.empty_like(hit)
-        out[order] = hit
-        return out
-
-    def add(self, values: np.ndarray) -> None:
-        """Parts of decreasing size, a new part merged into the last while it is at least half as large:
-        O(log n) parts, and each merge a linear pass over two sorted runs (a stable sort finds them)."""
-        if not len(values):
-            return
-        self._parts.append(np.sort(values))
-        while len(self._parts) > 1 and 2 * len(self._parts[-1]) >= len(self._parts[-2]):
-            last = self._parts.pop()
-            self._parts[-1] = np.sort(np.concatenate((self._parts[-1], last)), kind="stable")
 
 
 _SPEC_TYPES: dict[str, list[tuple[str, str]]] = {}

@@ -324,13 +324,13 @@ def test_duplicate_keys_check_names_the_table(rec_duckdb):
 def test_hash_set():
     import numpy as np
 
-    from l059_omop.etl.sink import _HashSet, _key_hashes
+    from l059_omop.etl.hashset import HashSet, key_hashes
 
-    s = _HashSet()
+    s = HashSet()
     for i in range(12):
-        s.add(_key_hashes([f"k{i}-{j}" for j in range(100)]))
-    assert s.has_any(_key_hashes(["zz", "k7-42"])) and not s.has_any(_key_hashes(["zz", "k12-1"]))
-    assert not _HashSet().has_any(np.array([1], dtype=np.uint64))
+        s.add(key_hashes([f"k{i}-{j}" for j in range(100)]))
+    assert s.has_any(key_hashes(["zz", "k7-42"])) and not s.has_any(key_hashes(["zz", "k12-1"]))
+    assert not HashSet().has_any(np.array([1], dtype=np.uint64))
 
 
 def test_duckdb_ids_equal_the_python_hash(rec_duckdb):

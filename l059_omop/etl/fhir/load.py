@@ -25,6 +25,7 @@ from l059_omop.db.bulk import duckdb_load_settings
 from l059_omop.errors import BadInput
 from l059_omop.etl.block import FactBlock
 from l059_omop.etl.fhir.parse import Result, Task, run_task, type_priority
+from l059_omop.etl.hashset import HashSet, key_hashes
 from l059_omop.etl.model import Definition, Quarantined, SourceUnit
 from l059_omop.etl.report import RunReport
 from l059_omop.etl.sink import Sink
@@ -194,7 +195,12 @@ class _Loader:
         self.buffer: list[SourceUnit] = []
         self.deferred: list[SourceUnit] = []
         self.waiting_med: list[SourceUnit] = []
-        self.dispensed: set[str] = set()
+        # MedicationRequest ids a completed dispense carries out (hashed: a false hit, odds about
+        # orders x dispenses / 2**64, would skip an order); the orders written as exposures; and the
+        # dispensed ones among those, whose rows finish() takes back
+        self.dispensed = HashSet()
+        self.orders_sent = HashSet()
+        self.late: list[str] = []
         self.blocks: list[FactBlock] = []
         self.in_blocks = 0
 
@@ -206,7 +212,11 @@ class _Loader:
             s.skip(sk.resource_type, sk.rule)
         for q in res.quarantined:
             s.quarantine(q)
-        self.dispensed.update(res.dispensed)
+        if res.dispensed:
+            h = key_hashes(res.dispensed)
+            if len(self.orders_sent):
+                self.late += np.asarray(res.dispensed, dtype=object)[self.orders_sent.contains(h)].tolist()
+            self.dispensed.add(h)
         for what, n in res.notes.items():
             s.note(what, n)
         for d in res.definitions:
@@ -240,14 +250,23 @@ class _Loader:
             self._dispensed_block(b)
         self.deferred.extend(self.sink.write(self._dispensed_rule(batch), blocks=blocks))
 
+    def _dispensed(self, sids: list[str]) -> np.ndarray:
+        """Per order about to be written: does a dispense read so far carry it out? Those that none does are
+        noted as sent (a dispense read later takes them back, finish)."""
+        h = key_hashes(sids)
+        hit = self.dispensed.contains(h) if len(self.dispensed) else np.zeros(len(sids), dtype=bool)
+        self.orders_sent.add(h[~hit])
+        return hit
+
     def _dispensed_block(self, b: FactBlock) -> None:
         """_dispensed_rule for a block's units (their facts dropped)."""
         uc = b.unit
-        if not self.dispensed:
-            return
-        orders = np.flatnonzero(np.asarray(uc["resource_type"], dtype=object) == "MedicationRequest").tolist()
         sids, rules = uc["source_id"], uc["skip_rule"]
-        hit = [i for i in orders if not rules[i] and sids[i] in self.dispensed]
+        orders = [i for i in np.flatnonzero(np.asarray(uc["resource_type"], dtype=object) == "MedicationRequest")
+                  .tolist() if not rules[i]]
+        if not orders:
+            return
+        hit = [i for i, yes in zip(orders, self._dispensed([sids[i] for i in orders]), strict=True) if yes]
         if not hit:
             return
         for i in hit:
@@ -260,8 +279,11 @@ class _Loader:
     def _dispensed_rule(self, units: list[SourceUnit]) -> list[SourceUnit]:
         """Project rule: a MedicationRequest carried out by a completed MedicationDispense makes no row of its
         own (the dispense is the exposure); other orders count as exposures."""
-        for u in units:
-            if u.resource_type == "MedicationRequest" and not u.skip_rule and u.source_id in self.dispensed:
+        orders = [u for u in units if u.resource_type == "MedicationRequest" and not u.skip_rule]
+        if not orders:
+            return units
+        for u, yes in zip(orders, self._dispensed([u.source_id for u in orders]), strict=True):
+            if yes:
                 u.skip_rule = DISPENSED_RULE
                 u.content_sha256 = _dispensed_digest(u.content_sha256)
                 u.facts = []
@@ -303,6 +325,8 @@ class _Loader:
             todo = left
         for i in range(0, len(todo), self.batch_size):
             self.sink.write(self._dispensed_rule(todo[i:i + self.batch_size]), final=True)
+        if self.late:  # orders written before the dispense that carries them out was read
+            self.sink.retract("MedicationRequest", self.late, DISPENSED_RULE)
 
 
 def load_fhir(engine: Engine, paths: Iterable[str | Path] = (), *, server: str | None = None,
@@ -344,7 +368,7 @@ def load_fhir(engine: Engine, paths: Iterable[str | Path] = (), *, server: str |
         tasks = _columnar(tasks, source_system)
     executor = process_pool(workers, initializer=worker_init) if workers > 1 else None
     sink = Sink(engine, source_system, cdm_schema=cdm_schema, etl_schema=etl_schema, kind="fhir",
-                source=source, strict=strict)
+                source=source, strict=strict, skip_digests={DISPENSED_RULE: _dispensed_digest})
     if _fail_after_batches is not None:
         _inject_failure(sink, _fail_after_batches)
     try:
