@@ -28,7 +28,7 @@ import json
 import logging
 import uuid
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -681,10 +681,8 @@ class Sink:
         its person's observation period recomputed; the report moves it from mapped to skipped. Returns how
         many. Records with no row of this run (skipped already, unchanged, loaded by another run) are left."""
         digest = self.skip_digests[rule]
-        ids = sorted(set(source_ids))
-        units: list[SourceUnit] = []
-        for i in range(0, len(ids), 10_000):
-            keys = {(resource_type, sid) for sid in ids[i:i + 10_000]}
+        done = 0
+        for keys in _key_chunks(resource_type, source_ids, 10_000):  # a chunk written before the next is read
             with self._tx():
                 mine = {(rt, sid) for rt, sid, run in self._select_by_keys(
                     f"select distinct m.resource_type, m.source_id, m.run_id from {self.etl}.source_id_map m",
@@ -692,13 +690,13 @@ class Sink:
                 rows = self._select_by_keys(
                     f"select s.resource_type, s.source_id, s.content_sha256, s.version_id, s.last_updated, "
                     f"s.locator from {self.etl}.source_resource s", "s", mine)
-            units += [SourceUnit(rt, sid, loc, digest(h), version_id=v, last_updated=lu, skip_rule=rule)
-                      for rt, sid, h, v, lu, loc in rows]
-        if units:
-            self.report.t(resource_type).mapped -= len(units)
-            for i in range(0, len(units), 10_000):
-                self.write(units[i:i + 10_000], final=True)
-        return len(units)
+            units = [SourceUnit(rt, sid, loc, digest(h), version_id=v, last_updated=lu, skip_rule=rule)
+                     for rt, sid, h, v, lu, loc in rows]
+            if units:
+                self.report.t(resource_type).mapped -= len(units)
+                self.write(units, final=True)
+                done += len(units)
+        return done
 
     def _dedupe(self, units: list[SourceUnit]) -> list[SourceUnit]:
         """The same record twice in one batch: keep the newest (else the last), skip the others."""
@@ -1494,6 +1492,17 @@ class _Begin:
 
 
 _SOFT = ("measurement_event_id", "observation_event_id")
+
+
+def _key_chunks(resource_type: str, source_ids: Iterable[str], size: int) -> Iterator[set[tuple[str, str]]]:
+    chunk: set[tuple[str, str]] = set()
+    for sid in source_ids:
+        chunk.add((resource_type, sid))
+        if len(chunk) >= size:
+            yield chunk
+            chunk = set()
+    if chunk:
+        yield chunk
 
 
 def _lock_key(text: str, bits: int) -> int:

@@ -29,11 +29,13 @@ def snapshot(engine) -> dict:
     return out
 
 
-def snapshot_without_runs(engine) -> dict:
-    """snapshot() with the run ids left out of the etl rows (they differ between two databases)."""
+def snapshot_without_runs(engine, locators: bool = True) -> dict:
+    """snapshot() with the run ids left out of the etl rows (they differ between two databases), and with
+    ``locators=False`` the NDJSON locators too (for inputs that hold the same records in other files)."""
     snap = snapshot(engine)
     for t in ("source_id_map", "source_resource"):
-        snap[t] = sorted(tuple(x for x in row if "T" not in x or "-" not in x) for row in snap[t])
+        snap[t] = sorted(tuple(x for x in row if ("T" not in x or "-" not in x) and (locators or ".ndjson" not in x))
+                         for row in snap[t])
     return snap
 
 

@@ -29,6 +29,7 @@ from l059_omop.etl.hashset import HashSet, key_hashes
 from l059_omop.etl.model import Definition, Quarantined, SourceUnit
 from l059_omop.etl.report import RunReport
 from l059_omop.etl.sink import Sink
+from l059_omop.etl.spill import SpillList
 from l059_omop.parallel import ordered_map, process_pool
 
 log = logging.getLogger(__name__)
@@ -193,14 +194,16 @@ class _Loader:
         self.batch_size = batch_size
         self.medications: dict[str, Definition] = {}
         self.buffer: list[SourceUnit] = []
-        self.deferred: list[SourceUnit] = []
-        self.waiting_med: list[SourceUnit] = []
+        # held back to the end of the input (a reference not loaded yet): on disk past SPILL_LIMIT, as
+        # with an unhelpful order (Observations before their Patients) they can be most of the input
+        self.deferred: SpillList[SourceUnit] = SpillList()
+        self.waiting_med: SpillList[SourceUnit] = SpillList()
         # MedicationRequest ids a completed dispense carries out (hashed: a false hit, odds about
         # orders x dispenses / 2**64, would skip an order); the orders written as exposures; and the
         # dispensed ones among those, whose rows finish() takes back
         self.dispensed = HashSet()
         self.orders_sent = HashSet()
-        self.late: list[str] = []
+        self.late: SpillList[str] = SpillList(limit=500_000, chunk=50_000)
         self.blocks: list[FactBlock] = []
         self.in_blocks = 0
 
@@ -215,7 +218,7 @@ class _Loader:
         if res.dispensed:
             h = key_hashes(res.dispensed)
             if len(self.orders_sent):
-                self.late += np.asarray(res.dispensed, dtype=object)[self.orders_sent.contains(h)].tolist()
+                self.late.extend(np.asarray(res.dispensed, dtype=object)[self.orders_sent.contains(h)].tolist())
             self.dispensed.add(h)
         for what, n in res.notes.items():
             s.note(what, n)
@@ -306,27 +309,32 @@ class _Loader:
 
     def finish(self) -> None:
         self.flush()
-        still = []
         for u in self.waiting_med:
-            (self.deferred if self._resolve_medication(u) else still).append(u)
-        for u in still:
-            med = next(f.medication for f in u.facts if f.medication)
-            self.sink.quarantine(Quarantined(u.resource_type, u.source_id, u.locator,
-                                             f"unresolved reference: Medication/{med}"))
+            if self._resolve_medication(u):
+                self.deferred.append(u)
+            else:
+                med = next(f.medication for f in u.facts if f.medication)
+                self.sink.quarantine(Quarantined(u.resource_type, u.source_id, u.locator,
+                                                 f"unresolved reference: Medication/{med}"))
+        self.waiting_med.close()
         todo = self.deferred
         for _ in range(3):  # references that arrived later in the input
             if not todo:
                 break
-            left = []
-            for i in range(0, len(todo), self.batch_size):
-                left.extend(self.sink.write(self._dispensed_rule(todo[i:i + self.batch_size])))
+            left: SpillList[SourceUnit] = SpillList()
+            for batch in todo.chunks(self.batch_size):
+                left.extend(self.sink.write(self._dispensed_rule(batch)))
             if len(left) == len(todo):
+                left.close()
                 break
+            todo.close()
             todo = left
-        for i in range(0, len(todo), self.batch_size):
-            self.sink.write(self._dispensed_rule(todo[i:i + self.batch_size]), final=True)
+        for batch in todo.chunks(self.batch_size):
+            self.sink.write(self._dispensed_rule(batch), final=True)
+        todo.close()
         if self.late:  # orders written before the dispense that carries them out was read
             self.sink.retract("MedicationRequest", self.late, DISPENSED_RULE)
+        self.late.close()
 
 
 def load_fhir(engine: Engine, paths: Iterable[str | Path] = (), *, server: str | None = None,
