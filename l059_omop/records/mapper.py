@@ -9,6 +9,7 @@ quarantined whole, naming its file, row and column; its other outputs are not wr
 
 from __future__ import annotations
 
+import datetime
 import hashlib
 import json
 from collections import Counter
@@ -18,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from l059_omop.db import cdm_spec
+from l059_omop.etl.route import PLAUSIBLE_YEARS
 from l059_omop.records.codes import normalize
 from l059_omop.records.spec import FieldSpec, MappingSpec, OutputSpec, SourceSpec, auto_fields
 from l059_omop.records.transforms import parse_dates, parse_dose, parse_numbers, parse_range, strip
@@ -153,8 +155,26 @@ def _number(f: FieldSpec, values: pd.Series, kind: str, rows: _Row, col: str) ->
 
 def _date(f: FieldSpec, values: pd.Series, rows: _Row, col: str) -> pd.Series:
     dates, bad = parse_dates(values, f.formats)
+    # as the FHIR loader: a date no clinical record holds is an error in the extract, not a fact (one past
+    # pandas' range, 1677-2262, is among the bad ones: a calendar date all the same)
+    lo, hi = PLAUSIBLE_YEARS
+    years = dates.dt.year
+    far = dates.notna() & ((years < lo) | (years > hi))
+    if bad.any():
+        far |= bad & values.where(bad, "").map(lambda v: _calendar_date(v, f.formats))
+    rows.fail(far, col, "implausible date: ", values, f" (outside {lo}-{hi})")
     rows.fail(bad, col, "unparseable date: ", values, " (expected " + " or ".join(f.formats) + ")")
     return dates
+
+
+def _calendar_date(text: str, formats: tuple[str, ...]) -> bool:
+    for fmt in formats:
+        try:
+            datetime.datetime.strptime(text.strip(), fmt)
+            return True
+        except ValueError:
+            continue
+    return False
 
 
 def _unit_factor(spec: MappingSpec, unit_values: pd.Series) -> pd.Series:

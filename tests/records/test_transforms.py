@@ -60,6 +60,24 @@ def test_dose_text(text, strength, days, per_day, cycle, qty):
         (strength, days, per_day, cycle, qty)
 
 
+def test_map_chunk_quarantines_implausible_dates():
+    """A date that parses but no clinical record holds (1700, 2300) is quarantined with its column, as the
+    FHIR loader does; 1800 and 2200 are the bounds, inside."""
+    spec = load_spec(mappings_path("records", "synth_site.yaml"))
+    src = spec.sources["lab_results"]
+    dates = ["1700-06-01", "1800-01-01", "2200-12-31", "2300-01-01"]
+    chunk = pd.DataFrame({
+        "result_id": [f"H1-{i}" for i in range(4)], "hospital_id": ["H1"] * 4, "report_date": dates,
+        "item_code": ["APTT"] * 4, "item_name": [""] * 4, "result_value": ["31"] * 4, "unit": ["s"] * 4,
+        "ref_range": [""] * 4, "abnormal_flag": [""] * 4, "specimen": [""] * 4}, dtype=object)
+    res = Resolved(unit_concepts={"s": 8555}, pseudonym_key=b"k")
+    out = map_chunk(spec, src, chunk, pd.Series([2, 3, 4, 5]), "labs.csv", res)
+    assert out.read == 4 and out.mapped == 2
+    assert {q.row: (q.column, q.reason) for q in out.quarantine} == {
+        2: ("report_date", "implausible date: 1700-06-01 (outside 1800-2200)"),
+        5: ("report_date", "implausible date: 2300-01-01 (outside 1800-2200)")}
+
+
 def test_dose_text_without_strength():
     assert parse_dose_text("AUC 5 d1") is None
 
