@@ -41,6 +41,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "run-package": ("run_package", "Run a study package at a site; aggregate-only results."),
     "pool": ("pool", "Pool aggregate results from several sites."),
     "build-eras": ("build_eras", "Derive drug_era and condition_era from the exposures (30-day gaps)."),
+    "runs": ("runs", "List the loads of the database; close those a killed load left running."),
 }
 
 

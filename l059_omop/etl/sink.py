@@ -521,9 +521,7 @@ class Sink:
             total -= n
 
     def _live_keys(self) -> tuple[int, int]:
-        """(class, object) of this run's session advisory lock: the class names the etl schema, the object
-        the run (both 31-bit, so they read back unchanged from pg_locks)."""
-        return _lock_key(f"l059-omop live run {self.etl}", 31), _lock_key(self.run_id, 31)
+        return live_lock_keys(self.etl, self.run_id)
 
     def _take_live_lock(self) -> None:
         """PostgreSQL: hold a session advisory lock for as long as the run is live (PostgreSQL drops it when
@@ -1503,6 +1501,12 @@ def _key_chunks(resource_type: str, source_ids: Iterable[str], size: int) -> Ite
             chunk = set()
     if chunk:
         yield chunk
+
+
+def live_lock_keys(etl_schema: str, run_id: str) -> tuple[int, int]:
+    """(class, object) of a run's session advisory lock on PostgreSQL, held while the run is live: the class
+    names the etl schema, the object the run (both 31-bit, so they read back unchanged from pg_locks)."""
+    return _lock_key(f"l059-omop live run {etl_schema}", 31), _lock_key(run_id, 31)
 
 
 def _lock_key(text: str, bits: int) -> int:

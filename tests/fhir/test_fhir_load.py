@@ -313,6 +313,35 @@ def test_postgresql_run_is_live_before_its_row_is_seen(pg_url):
 
 
 @pytest.mark.postgres
+def test_close_stale_leaves_a_live_run(pg_url):
+    """runs --close-stale on PostgreSQL: a run that holds its live lock (started, not finished) stays
+    'running'; a row whose process is gone (no lock) becomes 'interrupted'; a finished run is left alone."""
+    from l059_omop.db.api import init_db
+    from l059_omop.etl.runs import close_stale, list_runs
+    from l059_omop.etl.sink import Sink
+
+    engine = sa.create_engine(pg_url)
+    init_db(engine)
+    done = Sink(engine, "urn:done")
+    done.start()
+    done.finish()
+    with engine.begin() as c:
+        c.execute(sa.text("insert into etl.load_run (run_id, kind, started_at, status, software_version, "
+                          "cdm_version) values ('killed', 'fhir', now(), 'running', 'x', '5.4')"))
+    live = Sink(engine, "urn:live")
+    live.start()
+    try:
+        assert close_stale(engine) == ["killed"]
+        assert close_stale(engine) == []
+        got = dict(list_runs(engine)[["run_id", "status"]].itertuples(index=False))
+        assert got == {done.run_id: "loaded", "killed": "interrupted", live.run_id: "running"}
+    finally:
+        live.finish()
+    assert dict(list_runs(engine)[["run_id", "status"]].itertuples(index=False))[live.run_id] == "loaded"
+    engine.dispose()
+
+
+@pytest.mark.postgres
 def test_postgresql_sink_plans_per_batch_without_prepared_statements(pg_url):
     """The sink's PostgreSQL connection runs its per-batch lookups unprepared (a generic plan of the taken-id
     query took seconds a batch, Sink._custom_plans); the pooled connection gets its setting back."""

@@ -139,6 +139,15 @@ def _run(make_url, cmd: list[str], seed: int, label: str, persons: int = PATIENT
     # a SIGKILLed run cannot say more than 'running' (a kill during start-up leaves no run at all)
     assert statuses.count("running") == figures["kills"] and any(s.startswith("loaded") for s in statuses)
     assert leftover == 0
+    # `runs --close-stale` ends exactly the killed runs' rows: no run is live any more
+    closed = cli("--db", url, "runs", "--close-stale")
+    assert closed.returncode == 0, closed.stderr
+    assert f"marked {figures['kills']} run(s) interrupted" in closed.stdout
+    engine = sa.create_engine(url)
+    with engine.connect() as con:
+        after = [r[0] for r in con.execute(sa.text("select status from etl.load_run"))]
+    engine.dispose()
+    assert after.count("interrupted") == figures["kills"] and "running" not in after
     FIGURES[label] = {**figures, "records": total, "load_seconds": round(duration, 1)}
     print(f"\n{label}: {FIGURES[label]}")
     assert figures["kills"] >= 1  # at least one kill inside a run, or the test proved nothing
