@@ -89,3 +89,20 @@ def test_new_version_with_no_row_shrinks_the_observation_period(tmp_path, column
     assert rep.rows_deleted == {"condition_occurrence": 1}
     with engine.connect() as c:
         assert c.execute(q).all() == [("2020-01-10", "2021-03-15")]
+
+
+@pytest.mark.parametrize("columnar", [True, False])
+def test_quarantined_dispense_leaves_its_order_the_exposure(tmp_path, columnar):
+    """A dispense whose days supply no database can store is quarantined: it carries nothing out, so the
+    order it names is the exposure (with the rule applied, the patient would have none)."""
+    bad = {**_dispense("q1"), "daysSupply": {"value": 10**7, "unit": "d"}}
+    d = tmp_path / "in"
+    write_ndjson(d / "1.ndjson", [*patient_resources("q1"), bad])
+    engine = sa.create_engine(f"duckdb:///{tmp_path / 'x.duckdb'}")
+    init_db(engine)
+    rep = load_fhir(engine, [d], workers=1, columnar=columnar)
+    with engine.connect() as c:
+        reasons = dict(c.execute(sa.text("select resource_id, reason from etl.quarantine")).all())
+    assert set(reasons) == {"q1-disp"} and reasons["q1-disp"].startswith("mapping failed: ")
+    assert _exposures(engine) == [("MedicationAdministration", "q1-carbo"), ("MedicationRequest", "q1-anlo")]
+    assert rep.types["MedicationRequest"].skipped[DISPENSED_RULE] == 0

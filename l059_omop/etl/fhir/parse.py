@@ -152,7 +152,8 @@ def process_resource(res, ctx: Context, payload: str | None, out: Result, valida
         if check_dates:
             got.dates_checked = dates_plausible(got)
         out.units.append(got)
-        if rtype == "MedicationDispense" and not got.skip_rule:
+        # a dispense whose dates the sink will quarantine carries nothing out: its order stays the exposure
+        if rtype == "MedicationDispense" and not got.skip_rule and (got.dates_checked or dates_plausible(got)):
             for ref in res.get("authorizingPrescription") or []:
                 hit = ctx.resolve((ref or {}).get("reference") or "")
                 if hit and hit[0] == "MedicationRequest":
