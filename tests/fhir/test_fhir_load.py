@@ -39,6 +39,13 @@ def snapshot_without_runs(engine, locators: bool = True) -> dict:
     return snap
 
 
+def _killed_run_row(engine, run_id: str = "killed") -> None:
+    """The etl.load_run row a SIGKILLed load leaves: 'running', and no process behind it."""
+    with engine.begin() as c:
+        c.execute(sa.text("insert into etl.load_run (run_id, kind, started_at, status, software_version, "
+                          "cdm_version) values (:r, 'fhir', now(), 'running', 'x', '5.4')"), {"r": run_id})
+
+
 def fresh_engine(tmp_path, name: str, dialect: str, stack) -> sa.Engine:
     """An init-db'ed database: a DuckDB file ``name`` or a throw-away PostgreSQL database (closed by ``stack``)."""
     from l059_omop.db.api import init_db
@@ -268,9 +275,7 @@ def test_postgresql_run_is_not_alone_beside_another(pg_url):
     assert alone(third)  # the others had finished before it started
     third.finish()
     # a run killed without its end leaves its row 'running' but holds no lock: not a live run
-    with engine.begin() as c:
-        c.execute(sa.text("insert into etl.load_run (run_id, kind, started_at, status, software_version, "
-                          "cdm_version) values ('killed', 'fhir', now(), 'running', 'x', '5.4')"))
+    _killed_run_row(engine)
     fourth = Sink(engine, "urn:d")
     fourth.start()
     assert alone(fourth)
@@ -325,9 +330,7 @@ def test_close_stale_leaves_a_live_run(pg_url):
     done = Sink(engine, "urn:done")
     done.start()
     done.finish()
-    with engine.begin() as c:
-        c.execute(sa.text("insert into etl.load_run (run_id, kind, started_at, status, software_version, "
-                          "cdm_version) values ('killed', 'fhir', now(), 'running', 'x', '5.4')"))
+    _killed_run_row(engine)
     live = Sink(engine, "urn:live")
     live.start()
     try:
