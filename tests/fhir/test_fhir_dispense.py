@@ -106,3 +106,40 @@ def test_quarantined_dispense_leaves_its_order_the_exposure(tmp_path, columnar):
     assert set(reasons) == {"q1-disp"} and reasons["q1-disp"].startswith("mapping failed: ")
     assert _exposures(engine) == [("MedicationAdministration", "q1-carbo"), ("MedicationRequest", "q1-anlo")]
     assert rep.types["MedicationRequest"].skipped[DISPENSED_RULE] == 0
+
+
+def _by_reference(pid: str) -> dict:
+    d = _dispense(pid)
+    del d["medicationCodeableConcept"]
+    d["medicationReference"] = {"reference": "Medication/med-x"}
+    return d
+
+
+MED_X = {"resourceType": "Medication", "id": "med-x", "code": cc(RXNORM, "40048")}
+
+
+@pytest.mark.parametrize("columnar", [True, False])
+@pytest.mark.parametrize("medication", ["never", "after the order", "before"])
+def test_dispense_waiting_for_its_medication(tmp_path, columnar, medication):
+    """A dispense that names a Medication resource carries its order out only once that Medication is read:
+    never read, the dispense is quarantined and the order is the exposure; read after the order was
+    written, the order is taken back at the end; read first, the order is skipped as it comes."""
+    files = {"never": [[*patient_resources("q1"), _by_reference("q1")]],
+             "after the order": [[*patient_resources("q1"), _by_reference("q1")], [MED_X]],
+             "before": [[MED_X], [*patient_resources("q1"), _by_reference("q1")]]}[medication]
+    d = tmp_path / "in"
+    for i, rs in enumerate(files, 1):
+        write_ndjson(d / f"{i}.ndjson", rs)
+    engine = sa.create_engine(f"duckdb:///{tmp_path / 'x.duckdb'}")
+    init_db(engine)
+    rep = load_fhir(engine, [d], workers=1, batch_size=1, columnar=columnar)
+    with engine.connect() as c:
+        reasons = dict(c.execute(sa.text("select resource_id, reason from etl.quarantine")).all())
+    if medication == "never":
+        assert reasons == {"q1-disp": "unresolved reference: Medication/med-x"}
+        assert _exposures(engine) == [("MedicationAdministration", "q1-carbo"), ("MedicationRequest", "q1-anlo")]
+    else:
+        assert reasons == {}
+        assert _exposures(engine) == [("MedicationAdministration", "q1-carbo"), ("MedicationDispense", "q1-disp")]
+        assert rep.types["MedicationRequest"].skipped[DISPENSED_RULE] == 1
+    assert rep.check() == []

@@ -13,6 +13,7 @@ import gzip
 import hashlib
 import logging
 import os
+from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
@@ -204,6 +205,7 @@ class _Loader:
         self.dispensed = HashSet()
         self.orders_sent = HashSet()
         self.late: SpillList[str] = SpillList(limit=500_000, chunk=50_000)
+        self.dispensed_pending: defaultdict[str, list[str]] = defaultdict(list)  # Medication id -> orders
         self.blocks: list[FactBlock] = []
         self.in_blocks = 0
 
@@ -215,16 +217,19 @@ class _Loader:
             s.skip(sk.resource_type, sk.rule)
         for q in res.quarantined:
             s.quarantine(q)
-        if res.dispensed:
-            h = key_hashes(res.dispensed)
-            if len(self.orders_sent):
-                self.late.extend(np.asarray(res.dispensed, dtype=object)[self.orders_sent.contains(h)].tolist())
-            self.dispensed.add(h)
+        for med, order in res.dispensed_pending:
+            if med in self.medications:
+                res.dispensed.append(order)
+            else:
+                self.dispensed_pending[med].append(order)
         for what, n in res.notes.items():
             s.note(what, n)
         for d in res.definitions:
             self.medications[d.source_id] = d
             s.skip(d.resource_type, "definition referenced by other resources (no row of its own)")
+            res.dispensed.extend(self.dispensed_pending.pop(d.source_id, ()))
+        if res.dispensed:
+            self._carried_out(res.dispensed)
         for u in res.units:
             if self._resolve_medication(u):
                 self.buffer.append(u)
@@ -252,6 +257,13 @@ class _Loader:
         for b in blocks:
             self._dispensed_block(b)
         self.deferred.extend(self.sink.write(self._dispensed_rule(batch), blocks=blocks))
+
+    def _carried_out(self, orders: list[str]) -> None:
+        """Orders a dispense read now carries out; those already written as exposures are late (finish)."""
+        h = key_hashes(orders)
+        if len(self.orders_sent):
+            self.late.extend(np.asarray(orders, dtype=object)[self.orders_sent.contains(h)].tolist())
+        self.dispensed.add(h)
 
     def _dispensed(self, sids: list[str]) -> np.ndarray:
         """Per order about to be written: does a dispense read so far carry it out? Those that none does are

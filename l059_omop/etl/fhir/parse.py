@@ -50,6 +50,9 @@ class Result:
     quarantined: list[Quarantined] = field(default_factory=list)
     definitions: list[Definition] = field(default_factory=list)
     dispensed: list[str] = field(default_factory=list)  # MedicationRequest ids a completed dispense carries out
+    # (Medication id, MedicationRequest id): a dispense that waits for its Medication carries the order out
+    # only once that Medication is read (never read: the dispense is quarantined and the order stays)
+    dispensed_pending: list[tuple[str, str]] = field(default_factory=list)
     block: FactBlock | None = None  # Task.columnar: the units of facts only, as columns (the rest in units)
     notes: Counter = field(default_factory=Counter)
 
@@ -157,7 +160,11 @@ def process_resource(res, ctx: Context, payload: str | None, out: Result, valida
             for ref in res.get("authorizingPrescription") or []:
                 hit = ctx.resolve((ref or {}).get("reference") or "")
                 if hit and hit[0] == "MedicationRequest":
-                    out.dispensed.append(hit[1])
+                    med = next((f.medication for f in got.facts if f.medication), None)
+                    if med is None:
+                        out.dispensed.append(hit[1])
+                    else:
+                        out.dispensed_pending.append((med, hit[1]))
     elif isinstance(got, Quarantined):
         got.payload = payload
         out.quarantined.append(got)
