@@ -21,6 +21,7 @@ class InitResult:
     tables: CreateReport
     vocabulary: loader.VocabReport
     constraints: CreateReport
+    deferred: bool = False  # the foreign keys and indexes were not added (constraints=False)
 
     @property
     def changed(self) -> bool:
@@ -30,7 +31,7 @@ class InitResult:
         t, v, c = self.tables, self.vocabulary, self.constraints
         kept = (f"vocabulary: {v.source} was not loaded: the database already holds a vocabulary (load a "
                 "different one into a fresh database)") if v.source != "bundled" else None
-        if not self.changed:
+        if not self.changed and not self.deferred:
             return [f"nothing to do: all {len(t.existing)} tables exist and the vocabulary is loaded"] + (
                 [kept] if kept else [])
         lines = [f"tables: {len(t.created)} created, {len(t.existing)} already present"]
@@ -42,21 +43,30 @@ class InitResult:
                          + (f"; {v.local_added} local L059 rows added" if v.local_added else ""))
         if c.constraints_added or c.indexes_added:
             lines.append(f"constraints: {c.constraints_added} foreign keys, {c.indexes_added} indexes added")
+        if self.deferred:
+            lines.append("constraints: deferred; run init-db again after loading to add the foreign keys and "
+                         "indexes")
         for f in c.constraint_failures:
             lines.append(f"constraint not added: {f}")
         return lines
 
 
 def init_db(engine: Engine, cdm_schema: str = "cdm", results_schema: str = "results", etl_schema: str = "etl",
-            vocab_dir: Path | None = None, progress: bool = False) -> InitResult:
-    """Create every table, load the vocabulary, then add the constraints (idempotent)."""
+            vocab_dir: Path | None = None, progress: bool = False, constraints: bool = True) -> InitResult:
+    """Create every table, load the vocabulary, then add the constraints (idempotent).
+
+    ``constraints=False``: no foreign keys or secondary indexes yet (PostgreSQL; DuckDB has none), OHDSI's
+    order for a bulk ETL: load the clinical data, then call init_db again, which adds them and reports each
+    one the data violates. A load into PostgreSQL then skips the per-row foreign-key checks (~13 % of a
+    1M-resource FHIR load, benchmarks/README.md)."""
     tables = create_tables(engine, cdm_schema, results_schema, etl_schema)
     if vocab_dir is not None:
         vocab = loader.load_athena(engine, cdm_schema, Path(vocab_dir), progress=progress)
     else:
         vocab = loader.load_bundled(engine, cdm_schema)
-    constraints = add_constraints(engine, cdm_schema)
-    return InitResult(tables, vocab, constraints)
+    if not constraints:
+        return InitResult(tables, vocab, CreateReport(), deferred=dialect_of(engine) == "postgresql")
+    return InitResult(tables, vocab, add_constraints(engine, cdm_schema))
 
 
 @dataclass

@@ -14,6 +14,7 @@ from click.testing import CliRunner
 
 from l059_omop.cli import main
 from l059_omop.db.layout import etl_metadata, results_metadata
+from tests.pg import throwaway_database
 
 SECRET = "SeCrEt123"
 UNREACHABLE = f"postgresql://u:{SECRET}@127.0.0.1:1/x"
@@ -65,6 +66,41 @@ def test_init_db_is_idempotent(db_url):
     assert second.exit_code == 0, second.output
     assert second.output.strip().startswith("nothing to do"), second.output
     assert _state(db_url) == before
+
+
+@pytest.mark.postgres
+def test_defer_constraints_then_init_db_adds_them(pg_url, tmp_path):
+    """init-db --defer-constraints: the tables and vocabulary, no foreign key or secondary index; a FHIR load
+    then goes in; init-db again adds all 176 foreign keys and 70 indexes over the loaded rows, none refused,
+    and ends in the catalog a plain init-db makes."""
+    import json
+
+    first = _cli("--db", pg_url, "init-db", "--defer-constraints")
+    assert first.exit_code == 0, first.output
+    assert "constraints: deferred" in first.output
+    deferred = _state(pg_url)
+    assert not [c for c in deferred["constraints"] if c.startswith("fk_")]
+    pats = tmp_path / "in" / "p.ndjson"
+    pats.parent.mkdir()
+    pats.write_text("\n".join(json.dumps(r) for r in (
+        {"resourceType": "Patient", "id": "d1", "gender": "female", "birthDate": "1960-01-01"},
+        {"resourceType": "Condition", "id": "d1-c", "subject": {"reference": "Patient/d1"},
+         "code": {"coding": [{"system": "http://snomed.info/sct", "code": "254632001"}]},
+         "onsetDateTime": "2022-01-10"})), encoding="utf-8")
+    load = _cli("--db", pg_url, "load-fhir", str(pats.parent), "--workers", "1")
+    assert load.exit_code == 0, load.output
+    second = _cli("--db", pg_url, "init-db")
+    assert second.exit_code == 0, second.output
+    assert "constraints: 176 foreign keys, 70 indexes added" in second.output
+    assert "constraint not added" not in second.output
+    engine = sa.create_engine(pg_url)
+    with engine.connect() as con:
+        assert con.execute(sa.text("select count(*) from cdm.condition_occurrence")).scalar_one() == 1
+    engine.dispose()
+    with throwaway_database() as plain:
+        assert _cli("--db", plain, "init-db").exit_code == 0
+        assert _state(plain)["constraints"] == _state(pg_url)["constraints"]
+        assert _state(plain)["indexes"] == _state(pg_url)["indexes"]
 
 
 def _invoke(*args: str):
