@@ -687,11 +687,15 @@ class Sink:
                     "m", keys) if run == self.run_id}
                 rows = self._select_by_keys(
                     f"select s.resource_type, s.source_id, s.content_sha256, s.version_id, s.last_updated, "
-                    f"s.locator from {self.etl}.source_resource s", "s", mine)
-            units = [SourceUnit(rt, sid, loc, digest(h), version_id=v, last_updated=lu, skip_rule=rule)
-                     for rt, sid, h, v, lu, loc in rows]
-            if units:
+                    f"s.locator, s.imputed from {self.etl}.source_resource s", "s", mine)
+            units = [SourceUnit(rt, sid, loc, digest(h), version_id=v, last_updated=lu, skip_rule=rule,
+                                imputed=imp.split("; ") if imp else [])
+                     for rt, sid, h, v, lu, loc, imp in rows]
+            if units:  # counted once already, when first written
                 self.report.t(resource_type).mapped -= len(units)
+                for u in units:
+                    for what in u.imputed:
+                        self.report.imputed[f"{u.resource_type}.{what}"] -= 1
                 self.write(units, final=True)
                 done += len(units)
         return done

@@ -25,6 +25,7 @@ def _dispense(pid: str) -> dict:
 
 def _load(tmp_path, name: str, dispense_first: bool, batch_size: int, columnar: bool, dialect: str, stack):
     rs = patient_resources("q1")
+    next(r for r in rs if r["id"] == "q1-anlo")["authoredOn"] = "2020-04"  # an imputed day, kept either way
     first, second = ([_dispense("q1")], rs) if dispense_first else (rs, [_dispense("q1")])
     d = tmp_path / name
     write_ndjson(d / "1.ndjson", first)
@@ -56,6 +57,7 @@ def _check_orders(tmp_path, columnar, dialect, stack):
     assert _exposures(want_engine) == expected
     assert _exposures(got_engine) == expected
     assert snapshot_without_runs(got_engine, False) == snapshot_without_runs(want_engine, False)
+    assert +got_rep.imputed == +want_rep.imputed and want_rep.imputed["MedicationRequest.authoredOn: day imputed"] == 1
     for rep in (want_rep, got_rep):
         req = rep.types["MedicationRequest"]
         assert req.skipped[DISPENSED_RULE] == 1 and req.reconciles
