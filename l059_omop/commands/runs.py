@@ -26,5 +26,5 @@ def command(settings: Settings, limit: int, close: bool, etl_schema: str) -> Non
     if df.empty:
         settings.echo("no runs")
         return
-    show = df.drop(columns=["source"]).astype(object).where(df.drop(columns=["source"]).notna(), "")
-    settings.echo(show.to_string(index=False))
+    show = df.drop(columns=["source"])
+    settings.echo(show.astype(object).where(show.notna(), "").to_string(index=False))

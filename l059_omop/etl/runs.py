@@ -17,7 +17,7 @@ from sqlalchemy.engine import Engine
 
 from l059_omop.db.engine import dialect_of
 from l059_omop.db.schema import validate_identifier
-from l059_omop.etl.sink import live_lock_keys, require_initialised
+from l059_omop.etl.sink import live_lock_keys, live_run_objects, require_initialised
 
 INTERRUPTED = "interrupted"
 _COLUMNS = ["run_id", "kind", "status", "started_at", "finished_at", "read", "mapped", "quarantined", "skipped",
@@ -60,10 +60,8 @@ def close_stale(engine: Engine, etl_schema: str = "etl", cdm_schema: str = "cdm"
     with engine.begin() as con:
         running = [r for (r,) in con.execute(sa.text(f"select run_id from {etl}.load_run where status = 'running'"))]
         if dialect_of(engine) == "postgresql" and running:
-            live = {(int(c), int(o)) for c, o in con.execute(sa.text(
-                "select classid::bigint, objid::bigint from pg_locks where locktype = 'advisory' and granted "
-                "and objsubid = 2 and database = (select oid from pg_database where datname = current_database())"))}
-            running = [r for r in running if live_lock_keys(etl, r) not in live]
+            live = live_run_objects(con, etl)
+            running = [r for r in running if live_lock_keys(etl, r)[1] not in live]
         for run_id in running:
             con.execute(sa.text(f"update {etl}.load_run set status = :s, finished_at = :t where run_id = :r "
                                 "and status = 'running'"), {"s": INTERRUPTED, "t": now, "r": run_id})

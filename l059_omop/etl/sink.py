@@ -539,14 +539,9 @@ class Sink:
         run holds none). In that order: a run whose row the count missed adds one to a later count, which
         _alone sees at the next batch; a run whose row it counted took its lock before writing the row, so
         the lock count sees it unless it has ended (and then all it wrote is committed and looked up)."""
-        cls, obj = self._live_keys()
         self._others_at_start = self._other_runs()
-        live = self._con.execute(sa.text(
-            "select count(*) from pg_locks where locktype = 'advisory' and objsubid = 2 and granted and "
-            "database = (select oid from pg_database where datname = current_database()) and "
-            "classid = cast(cast(:c as bigint) as oid) and objid <> cast(cast(:o as bigint) as oid)"),
-            {"c": cls, "o": obj}).scalar_one()
-        self._shared = self._shared or bool(live)
+        others = live_run_objects(self._con, self.etl) - {self._live_keys()[1]}
+        self._shared = self._shared or bool(others)
         self._con.commit()
 
     def _alone(self) -> bool:
@@ -1003,21 +998,12 @@ class Sink:
         return deleted, persons
 
     def _persons_of(self, con: Connection, table: str, col: str, ids: list[int]) -> set[int]:
-        out: set[int] = set()
-        for i in range(0, len(ids), 1000):
-            q = sa.text(f"select distinct person_id from {self.cdm}.{table} where {col} in :ids").bindparams(
-                sa.bindparam("ids", expanding=True))
-            out.update(int(p) for (p,) in con.execute(q, {"ids": [int(x) for x in ids[i:i + 1000]]}))
-        return out
+        sql = f"select distinct person_id from {self.cdm}.{table} where {col} in :ids"
+        return {int(p) for res in _by_id_chunks(con, sql, ids) for (p,) in res}
 
     def _delete_ids(self, con: Connection, schema: str, table: str, col: str, ids: list[int]) -> int:
-        total = 0
-        for i in range(0, len(ids), 1000):
-            chunk = [int(x) for x in ids[i:i + 1000]]
-            q = sa.text(f"delete from {schema}.{table} where {col} in :ids").bindparams(
-                sa.bindparam("ids", expanding=True))
-            total += con.execute(q, {"ids": chunk}).rowcount or 0
-        return total
+        sql = f"delete from {schema}.{table} where {col} in :ids"
+        return sum(res.rowcount or 0 for res in _by_id_chunks(con, sql, ids))
 
     def _delete_keys(self, con: Connection, table: str, keys: set[tuple[str, str]]) -> None:
         keys = list(keys)
@@ -1494,6 +1480,23 @@ class _Begin:
 
 
 _SOFT = ("measurement_event_id", "observation_event_id")
+
+
+def _by_id_chunks(con: Connection, sql: str, ids: list[int], size: int = 1000) -> Iterator:
+    """``sql`` (with ``in :ids``) run for each chunk of ``size`` ids; the results."""
+    q = sa.text(sql).bindparams(sa.bindparam("ids", expanding=True))
+    for i in range(0, len(ids), size):
+        yield con.execute(q, {"ids": [int(x) for x in ids[i:i + size]]})
+
+
+def live_run_objects(con: Connection, etl_schema: str) -> set[int]:
+    """PostgreSQL: the object keys of the live-run locks held now for ``etl_schema`` (see live_lock_keys):
+    one per run that is live, whoever asks."""
+    cls = live_lock_keys(etl_schema, "")[0]
+    return {int(o) for (o,) in con.execute(sa.text(
+        "select objid::bigint from pg_locks where locktype = 'advisory' and objsubid = 2 and granted and "
+        "database = (select oid from pg_database where datname = current_database()) and "
+        "classid = cast(cast(:c as bigint) as oid)"), {"c": cls})}
 
 
 def _key_chunks(resource_type: str, source_ids: Iterable[str], size: int) -> Iterator[set[tuple[str, str]]]:

@@ -159,9 +159,10 @@ def _date(f: FieldSpec, values: pd.Series, rows: _Row, col: str) -> pd.Series:
     # pandas' range, 1677-2262, is among the bad ones: a calendar date all the same)
     lo, hi = PLAUSIBLE_YEARS
     years = dates.dt.year
-    far = dates.notna() & ((years < lo) | (years > hi))
-    if bad.any():
-        far |= bad & values.where(bad, "").map(lambda v: _calendar_date(v, f.formats))
+    far = (dates.notna() & ((years < lo) | (years > hi))).to_numpy(dtype=bool)
+    if bad.any():  # strptime only for the few cells pandas could not parse
+        mask = bad.to_numpy(dtype=bool)
+        far[mask] = [_calendar_date(v, f.formats) for v in values[mask].tolist()]
     rows.fail(far, col, "implausible date: ", values, f" (outside {lo}-{hi})")
     rows.fail(bad, col, "unparseable date: ", values, " (expected " + " or ".join(f.formats) + ")")
     return dates
